@@ -1,0 +1,258 @@
+//! Sending a routed call upstream and turning the answer into the client's response.
+//!
+//! Owns: the attempt loop over a deployment's connections (the next connection is tried
+//! only when the upstream could not be reached, i.e. before any byte was received), the
+//! shared HTTP client with its timeouts, and one [`RequestLog`] per attempt.
+//! Must not touch: authentication or parsing (done before), the catalog.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, header};
+use tokio::time::Instant;
+
+use super::body::ProxyBody;
+use super::headers::downstream_headers;
+use super::stream::SseRelay;
+use crate::error::{Error, ErrorKind};
+use crate::model::{Connection, Deployment, VirtualKey};
+use crate::provider::{Call, StreamState};
+use crate::request::RequestBody;
+use crate::usage::{Clock, Endpoint, RequestLog, Usage, UsageSink, UsageSource};
+
+/// The shared upstream HTTP client and its time limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Upstream {
+    pub(crate) client: reqwest::Client,
+    /// Until the response head (and, for non-streams, the whole body).
+    pub(crate) timeout: Duration,
+}
+
+impl Upstream {
+    async fn send(&self, request: http::Request<Bytes>) -> Result<reqwest::Response, Error> {
+        let request = reqwest::Request::try_from(request).map_err(|e| {
+            Error::new(ErrorKind::Internal, "could not build the upstream request").with_source(e)
+        })?;
+        match tokio::time::timeout(self.timeout, self.client.execute(request)).await {
+            Err(_) => Err(timeout_error()),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(transport_error(e)),
+        }
+    }
+}
+
+fn timeout_error() -> Error {
+    Error::new(ErrorKind::UpstreamTimeout, "the upstream did not answer in time")
+        .with_code("upstream_timeout")
+}
+
+fn transport_error(e: reqwest::Error) -> Error {
+    if e.is_timeout() {
+        return timeout_error().with_source(e);
+    }
+    let message = if e.is_connect() {
+        "the upstream could not be reached"
+    } else {
+        "the upstream connection failed"
+    };
+    Error::new(ErrorKind::UpstreamUnreachable, message)
+        .with_code("upstream_unreachable")
+        .with_source(e)
+}
+
+/// What the forwarder needs from the proxy.
+pub(crate) struct Context<'a> {
+    pub(crate) upstream: &'a Upstream,
+    pub(crate) sink: &'a Arc<dyn UsageSink>,
+    pub(crate) clock: &'a Arc<dyn Clock>,
+    pub(crate) request_id: &'a HeaderValue,
+    pub(crate) key: &'a VirtualKey,
+    pub(crate) endpoint: Endpoint,
+}
+
+/// Tries the deployment's connections in round-robin order.
+pub(crate) async fn forward(
+    cx: &Context<'_>,
+    deployment: &Deployment,
+    body: &RequestBody,
+    headers: &HeaderMap,
+) -> Result<Response<ProxyBody>, Error> {
+    let mut last = None;
+    for connection in deployment.candidates() {
+        let attempt = Attempt::start(cx, deployment, connection, body);
+        let call = Call {
+            endpoint: cx.endpoint,
+            body,
+            connection,
+            headers,
+        };
+        let request = connection.provider.encode(&call)?;
+        match cx.upstream.send(request).await {
+            Ok(response) => return respond(cx, deployment, connection, body, response, attempt).await,
+            Err(e) => {
+                tracing::warn!(connection = %connection.id, error = %e, "upstream attempt failed");
+                let retry = e.is_retryable();
+                attempt.fail(&e);
+                if !retry {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Error::new(
+            ErrorKind::NoConnection,
+            format!("the deployment `{}` has no connection to serve it", deployment.name),
+        )
+        .with_code("no_connection")
+    }))
+}
+
+async fn respond(
+    cx: &Context<'_>,
+    deployment: &Deployment,
+    connection: &Connection,
+    body: &RequestBody,
+    response: reqwest::Response,
+    mut attempt: Attempt,
+) -> Result<Response<ProxyBody>, Error> {
+    let status = response.status();
+    attempt.status = status.as_u16();
+    attempt.time_to_first_byte = Some(attempt.started.elapsed());
+    let headers = downstream_headers(response.headers());
+    let is_sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let provider = connection.provider.clone();
+    let state = StreamState::new(&deployment.name, body.client_wants_usage());
+
+    let out = if status.is_success() && body.stream() && is_sse {
+        let relay = SseRelay::new(Box::pin(response.bytes_stream()), state, provider, attempt);
+        ProxyBody::stream(relay)
+    } else {
+        let remaining = cx.upstream.timeout.saturating_sub(attempt.started.elapsed());
+        let bytes = match tokio::time::timeout(remaining, response.bytes()).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                let e = transport_error(e);
+                attempt.fail(&e);
+                return Err(e);
+            }
+            Err(_) => {
+                let e = timeout_error();
+                attempt.fail(&e);
+                return Err(e);
+            }
+        };
+        if status.is_success() {
+            let decoded = provider.decode_response(bytes, &state);
+            let (usage, source) = match decoded.usage {
+                Some(u) => (u, UsageSource::Reported),
+                None => (Usage::default(), UsageSource::None),
+            };
+            attempt.finish(usage, source, None, false);
+            ProxyBody::full(decoded.body)
+        } else {
+            let body = provider.decode_error(status, bytes);
+            let message = format!("upstream answered {status}");
+            attempt.finish(Usage::default(), UsageSource::None, Some(message), false);
+            ProxyBody::full(body)
+        }
+    };
+    let mut response = Response::new(out);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    if !status.is_success() || !body.stream() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok(response)
+}
+
+/// One attempt in flight; becomes a [`RequestLog`] exactly once.
+pub(crate) struct Attempt {
+    log: RequestLog,
+    sink: Arc<dyn UsageSink>,
+    started: Instant,
+    status: u16,
+    time_to_first_byte: Option<Duration>,
+    pub(crate) estimated_prompt_tokens: u64,
+}
+
+impl Attempt {
+    fn start(cx: &Context<'_>, deployment: &Deployment, connection: &Connection, body: &RequestBody) -> Self {
+        let log = RequestLog {
+            id: uuid::Uuid::new_v4(),
+            request_id: cx.request_id.to_str().unwrap_or_default().to_owned(),
+            virtual_key_id: cx.key.id,
+            project_id: cx.key.project_id,
+            deployment_id: deployment.id,
+            deployment: deployment.name.to_string(),
+            connection_id: connection.id,
+            upstream_model: connection.model.clone(),
+            endpoint: cx.endpoint,
+            stream: body.stream(),
+            status: 0,
+            usage: Usage::default(),
+            usage_source: UsageSource::None,
+            started_at: cx.clock.now(),
+            time_to_first_byte: None,
+            duration: Duration::ZERO,
+            client_disconnected: false,
+            error: None,
+        };
+        Self {
+            log,
+            sink: cx.sink.clone(),
+            started: Instant::now(),
+            status: 0,
+            time_to_first_byte: None,
+            estimated_prompt_tokens: body.estimated_prompt_tokens(),
+        }
+    }
+
+    fn fail(self, error: &Error) {
+        self.finish(Usage::default(), UsageSource::None, Some(error.to_string()), false);
+    }
+
+    pub(crate) fn finish(
+        mut self,
+        usage: Usage,
+        usage_source: UsageSource,
+        error: Option<String>,
+        client_disconnected: bool,
+    ) {
+        self.log.status = self.status;
+        self.log.usage = usage;
+        self.log.usage_source = usage_source;
+        self.log.error = error;
+        self.log.client_disconnected = client_disconnected;
+        self.log.time_to_first_byte = self.time_to_first_byte;
+        self.log.duration = self.started.elapsed();
+        self.sink.record(self.log);
+    }
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempt").field("log", &self.log).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn timeouts_are_504_and_not_retryable() {
+        let e = timeout_error();
+        assert_eq!(e.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(!e.is_retryable());
+    }
+}

@@ -1,0 +1,350 @@
+//! The proxy service: `/v1` requests in, upstream answers out.
+//!
+//! Owns: [`Proxy`] (a `tower::Service` whose error type is `Infallible`: every failure is
+//! turned into an OpenAI-shaped response here, in one place), its [`ProxyBuilder`], and
+//! [`ProxyLayer`] for mounting it in front of another service. The stages run in the order
+//! the crate docs list; see [`Proxy::handle`].
+
+mod body;
+mod forward;
+pub mod headers;
+mod layer;
+mod stream;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+
+pub use body::ProxyBody;
+pub use layer::{ProxyLayer, ProxyService};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, ErrorKind};
+use crate::model::VirtualKey;
+use crate::request::RequestBody;
+use crate::usage::{Clock, Endpoint, SystemClock, UsageSink};
+use forward::Upstream;
+
+/// A boxed error, as bodies and services exchange them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The default request body limit: 32 MiB (room for base64 images).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The OpenAI-compatible proxy as a `tower::Service`. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    catalog: Arc<dyn Catalog>,
+    sink: Arc<dyn UsageSink>,
+    clock: Arc<dyn Clock>,
+    upstream: Upstream,
+    max_body_bytes: usize,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("catalog", &self.shared.catalog)
+            .field("max_body_bytes", &self.shared.max_body_bytes)
+            .field("timeout", &self.shared.upstream.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Assembles a [`Proxy`].
+#[must_use]
+pub struct ProxyBuilder {
+    catalog: Arc<dyn Catalog>,
+    sink: Arc<dyn UsageSink>,
+    clock: Arc<dyn Clock>,
+    max_body_bytes: usize,
+    connect_timeout: Duration,
+    timeout: Duration,
+    client: Option<reqwest::Client>,
+}
+
+impl fmt::Debug for ProxyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyBuilder")
+            .field("catalog", &self.catalog)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyBuilder {
+    /// Where one [`RequestLog`](crate::RequestLog) per attempt goes (default: nowhere).
+    pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// The wall clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The largest accepted request body; larger ones get 413 (default 32 MiB).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long connecting to an upstream may take before the next connection is tried
+    /// (default 10 s). Ignored when [`http_client`](Self::http_client) is set.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an upstream may take to send its response head — and, for a non-streamed
+    /// answer, its whole body — before the client gets 504 (default 600 s).
+    pub fn upstream_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Uses this HTTP client for every upstream instead of building one.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The proxy. Fails only if the HTTP client cannot be built.
+    pub fn build(self) -> Result<Proxy, Error> {
+        let client = match self.client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| {
+                    Error::new(ErrorKind::Internal, "could not build the HTTP client").with_source(e)
+                })?,
+        };
+        Ok(Proxy {
+            shared: Arc::new(Shared {
+                catalog: self.catalog,
+                sink: self.sink,
+                clock: self.clock,
+                upstream: Upstream {
+                    client,
+                    timeout: self.timeout,
+                },
+                max_body_bytes: self.max_body_bytes,
+            }),
+        })
+    }
+}
+
+enum Route {
+    Forward(Endpoint),
+    Models,
+}
+
+impl Proxy {
+    /// Starts a builder over `catalog`.
+    pub fn builder(catalog: Arc<dyn Catalog>) -> ProxyBuilder {
+        ProxyBuilder {
+            catalog,
+            sink: Arc::new(()),
+            clock: Arc::new(SystemClock),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(600),
+            client: None,
+        }
+    }
+
+    /// A layer that sends `/v1/*` to this proxy and everything else to the inner service.
+    pub fn layer(&self) -> ProxyLayer {
+        ProxyLayer::new(self.clone())
+    }
+
+    /// Handles one request. The stages, in order: request id → route (path and method) →
+    /// authenticate (virtual key) → read the body (size limit) → parse (once) → resolve the
+    /// deployment → forward (connections in round-robin order) → relay the answer. Every
+    /// error becomes an OpenAI-shaped response; the response always has `x-request-id`.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        let request_id = headers::request_id(request.headers());
+        let mut response = match self.dispatch(request, &request_id).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(error = %error, status = %error.status(), "request refused");
+                error.to_response().map(ProxyBody::full)
+            }
+        };
+        response
+            .headers_mut()
+            .insert(headers::REQUEST_ID.clone(), request_id);
+        response
+    }
+
+    async fn dispatch<B>(
+        &self,
+        request: Request<B>,
+        request_id: &HeaderValue,
+    ) -> Result<Response<ProxyBody>, Error>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        let shared = &*self.shared;
+        let route = route(request.method(), request.uri().path())?;
+        let key = authenticate(shared.catalog.as_ref(), request.headers())?;
+        let endpoint = match route {
+            Route::Models => return Ok(models(shared.catalog.as_ref(), &key)),
+            Route::Forward(endpoint) => endpoint,
+        };
+        let (parts, body) = request.into_parts();
+        let bytes = read_body(&parts.headers, body, shared.max_body_bytes).await?;
+        let parsed = RequestBody::parse(&bytes)?;
+        let deployment = shared.catalog.route(&key, parsed.model())?;
+        let forwarded = headers::upstream_headers(&parts.headers);
+        let cx = forward::Context {
+            upstream: &shared.upstream,
+            sink: &shared.sink,
+            clock: &shared.clock,
+            request_id,
+            key: &key,
+            endpoint,
+        };
+        forward::forward(&cx, &deployment, &parsed, &forwarded).await
+    }
+}
+
+fn route(method: &Method, path: &str) -> Result<Route, Error> {
+    let (route, allowed) = match path.trim_end_matches('/') {
+        "/v1/chat/completions" => (Route::Forward(Endpoint::ChatCompletions), Method::POST),
+        "/v1/embeddings" => (Route::Forward(Endpoint::Embeddings), Method::POST),
+        "/v1/models" => (Route::Models, Method::GET),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("Invalid URL ({method} {path})"),
+            )
+            .with_code("unknown_url"));
+        }
+    };
+    if *method != allowed {
+        return Err(Error::new(
+            ErrorKind::MethodNotAllowed,
+            format!("{method} is not allowed on {path}; use {allowed}"),
+        )
+        .with_code("method_not_allowed"));
+    }
+    Ok(route)
+}
+
+fn authenticate(catalog: &dyn Catalog, headers: &HeaderMap) -> Result<Arc<VirtualKey>, Error> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let Some(presented) = presented else {
+        return Err(Error::new(
+            ErrorKind::Unauthorized,
+            "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+        )
+        .with_code("missing_api_key"));
+    };
+    match catalog.authenticate(presented) {
+        Some(key) if !key.blocked => Ok(key),
+        Some(_) => Err(Error::new(ErrorKind::Unauthorized, "This API key is blocked.")
+            .with_code("api_key_blocked")),
+        None => Err(Error::new(ErrorKind::Unauthorized, "Incorrect API key provided.")
+            .with_code("invalid_api_key")),
+    }
+}
+
+async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, Error>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let too_large = || {
+        Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+        .with_code("request_too_large")
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(Error::new(
+            ErrorKind::BadRequest,
+            format!("could not read the request body: {e}"),
+        )),
+    }
+}
+
+fn models(catalog: &dyn Catalog, key: &VirtualKey) -> Response<ProxyBody> {
+    let data: Vec<_> = catalog
+        .models(key)
+        .iter()
+        .map(|d| {
+            serde_json::json!({"id": &*d.name, "object": "model", "created": 0, "owned_by": "llmur"})
+        })
+        .collect();
+    let body = serde_json::json!({"object": "list", "data": data}).to_string();
+    let mut response = Response::new(ProxyBody::full(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl<B> tower::Service<Request<B>> for Proxy
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let proxy = self.clone();
+        Box::pin(async move { Ok(proxy.handle(request).await) })
+    }
+}

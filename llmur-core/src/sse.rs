@@ -1,0 +1,179 @@
+//! Incremental server-sent-events framing, byte-exact.
+//!
+//! Owns: [`SseScanner`], which cuts a byte stream into complete events at any split of the
+//! input (inside a line, inside a UTF-8 character), and small helpers that look into an
+//! event's `data` without parsing the JSON. An event is handed out as the exact bytes the
+//! upstream wrote, terminator included, so unchanged events are forwarded unchanged.
+//! Must not touch: what an event means (that is the provider codec's job).
+
+use bytes::{Bytes, BytesMut};
+use memchr::memchr_iter;
+
+/// Cuts a stream of byte chunks into complete SSE events.
+#[derive(Debug, Default)]
+pub struct SseScanner {
+    buf: BytesMut,
+    /// How far `buf` has been searched for a terminator already.
+    scanned: usize,
+}
+
+impl SseScanner {
+    /// An empty scanner.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a chunk as received from the upstream.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// Whether bytes of an incomplete event are buffered.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The next complete event (its raw bytes, terminator included), if one is buffered.
+    pub fn next_event(&mut self) -> Option<Bytes> {
+        let start = self.scanned.saturating_sub(2);
+        let found = memchr_iter(b'\n', &self.buf[start..])
+            .map(|i| i + start)
+            .find_map(|i| match self.buf.get(i + 1) {
+                Some(b'\n') => Some(i + 2),
+                Some(b'\r') if self.buf.get(i + 2) == Some(&b'\n') => Some(i + 3),
+                _ => None,
+            });
+        match found {
+            Some(end) => {
+                self.scanned = 0;
+                Some(self.buf.split_to(end).freeze())
+            }
+            None => {
+                self.scanned = self.buf.len();
+                None
+            }
+        }
+    }
+
+    /// Whatever is left when the stream ends without a final blank line.
+    pub fn take_rest(&mut self) -> Option<Bytes> {
+        self.scanned = 0;
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+}
+
+/// The `data` payload of one event: its `data:` lines joined by `\n`, or `None` for an
+/// event without data (a comment such as `: keep-alive`).
+pub fn event_data(event: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let mut lines = event
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter_map(|l| l.strip_prefix(b"data:"))
+        .map(|l| l.strip_prefix(b" ").unwrap_or(l));
+    let first = lines.next()?;
+    match lines.next() {
+        None => Some(std::borrow::Cow::Borrowed(first)),
+        Some(second) => {
+            let mut joined = first.to_vec();
+            joined.push(b'\n');
+            joined.extend_from_slice(second);
+            for l in lines {
+                joined.push(b'\n');
+                joined.extend_from_slice(l);
+            }
+            Some(std::borrow::Cow::Owned(joined))
+        }
+    }
+}
+
+/// Finds the string value of the first `"key":"..."` in JSON text (whitespace allowed
+/// around the colon) and returns the byte range of the value *between* the quotes.
+/// Only structural keys can match: inside a JSON string every quote is escaped.
+pub fn find_str_value(json: &[u8], key: &str) -> Option<std::ops::Range<usize>> {
+    let needle = format!("\"{key}\"");
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    for at in finder.find_iter(json) {
+        let mut i = at + needle.len();
+        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if json.get(i) != Some(&b':') {
+            continue;
+        }
+        i += 1;
+        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        let start = i + 1;
+        let mut j = start;
+        while let Some(&b) = json.get(j) {
+            match b {
+                b'\\' => j += 2,
+                b'"' => return Some(start..j),
+                _ => j += 1,
+            }
+        }
+        return None;
+    }
+    None
+}
+
+/// Whether JSON text has a non-null object value for `"key"` (e.g. a `usage` object).
+pub fn has_object_value(json: &[u8], key: &str) -> bool {
+    let needle = format!("\"{key}\"");
+    memchr::memmem::find_iter(json, needle.as_bytes()).any(|at| {
+        json[at + needle.len()..]
+            .iter()
+            .filter(|b| !b.is_ascii_whitespace())
+            .take(2)
+            .eq(b":{".iter())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events_of(pieces: &[&[u8]]) -> Vec<Bytes> {
+        let mut s = SseScanner::new();
+        let mut out = Vec::new();
+        for p in pieces {
+            s.push(p);
+            while let Some(e) = s.next_event() {
+                out.push(e);
+            }
+        }
+        out.extend(s.take_rest());
+        out
+    }
+
+    #[test]
+    fn survives_every_split_point() {
+        let stream = "data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\n\n: keep-alive\n\ndata: x\r\n\r\ndata: [DONE]\n\n";
+        let bytes = stream.as_bytes();
+        let whole = events_of(&[bytes]);
+        assert_eq!(whole.len(), 4);
+        for cut in 0..bytes.len() {
+            assert_eq!(events_of(&[&bytes[..cut], &bytes[cut..]]), whole, "cut at {cut}");
+        }
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(events_of(&singles), whole);
+        let joined: Vec<u8> = whole.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(joined, bytes);
+    }
+
+    #[test]
+    fn data_and_values() {
+        assert_eq!(event_data(b": keep-alive\n\n"), None);
+        assert_eq!(event_data(b"data: [DONE]\n\n").as_deref(), Some(&b"[DONE]"[..]));
+        assert_eq!(event_data(b"data:a\ndata: b\n\n").as_deref(), Some(&b"a\nb"[..]));
+        let j = br#"{"id":"x","content":"\"model\":\"no\"","model" : "gpt-4o"}"#;
+        let r = find_str_value(j, "model");
+        assert_eq!(r.map(|r| &j[r]), Some(&b"gpt-4o"[..]));
+        assert!(has_object_value(br#"{"usage": {"a":1}}"#, "usage"));
+        assert!(!has_object_value(br#"{"usage":null}"#, "usage"));
+    }
+}

@@ -1,0 +1,384 @@
+//! The server's configuration: a YAML file, then `LLMUR_*` environment overrides.
+//!
+//! Owns: [`Config`] and its loading. Unknown fields are refused with a message naming them;
+//! nothing falls back silently. Secrets are [`SecretString`]s and may be given indirectly as
+//! `env:VAR_NAME`, so a config file can live in git (config-as-code) without credentials.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (default `0.0.0.0`).
+    #[serde(default = "default_host")]
+    pub host: IpAddr,
+    /// Port to listen on (default `8082`).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Keys virtual keys are hashed with and secrets are encrypted with. When absent, a
+    /// random one is made at start-up (fine while every key lives in this file).
+    #[serde(default)]
+    pub application_secret: Option<Secret>,
+    /// Master keys for the admin API (`X-LLMur-Key`).
+    #[serde(default)]
+    pub master_keys: Vec<Secret>,
+    /// A tracing filter: `info`, `debug`, `llmur=debug,info`, ...
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// `human` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Largest accepted request body in bytes (default 32 MiB).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Seconds an upstream may take to connect (default 10).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds an upstream may take to answer (head, or whole non-streamed body; default 600).
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_secs: u64,
+    /// Seconds in-flight requests and streams get to finish on shutdown (default 30).
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+    /// Provider connections declared in the file.
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+    /// Deployments declared in the file.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentConfig>,
+    /// Projects declared in the file.
+    #[serde(default)]
+    pub projects: Vec<ProjectConfig>,
+    /// Virtual keys declared in the file.
+    #[serde(default)]
+    pub virtual_keys: Vec<VirtualKeyConfig>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object a line.
+    Json,
+}
+
+/// A secret value: given literally, or as `env:NAME` to read the environment variable.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// The secret, with `env:NAME` resolved.
+    pub fn resolve(&self, field: &str) -> Result<SecretString, ConfigError> {
+        let raw = self.0.expose_secret();
+        match raw.strip_prefix("env:") {
+            Some(var) => std::env::var(var).map(SecretString::from).map_err(|_| {
+                ConfigError::new(format!(
+                    "`{field}` says env:{var}, but the environment variable {var} is not set"
+                ))
+            }),
+            None => Ok(self.0.clone()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(SecretString::from(s))
+    }
+}
+
+/// A provider connection, tagged by `provider` as in the admin API.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "provider", deny_unknown_fields)]
+pub enum ConnectionConfig {
+    /// `provider: openai/v1`.
+    #[serde(rename = "openai/v1")]
+    OpenAi {
+        /// Name deployments refer to.
+        name: String,
+        /// Base URL (`https://api.openai.com`).
+        api_endpoint: String,
+        /// The upstream model.
+        model: String,
+        /// The provider key.
+        api_key: Secret,
+    },
+    /// `provider: azure/openai`.
+    #[serde(rename = "azure/openai")]
+    Azure {
+        /// Name deployments refer to.
+        name: String,
+        /// Base URL (`https://NAME.openai.azure.com`).
+        api_endpoint: String,
+        /// The Azure deployment name.
+        deployment_name: String,
+        /// The provider key.
+        api_key: Secret,
+        /// A dated `api-version`; absent or `v1` uses the `/openai/v1/` URLs.
+        #[serde(default)]
+        api_version: Option<String>,
+    },
+}
+
+impl ConnectionConfig {
+    /// The name deployments use to refer to it.
+    pub fn name(&self) -> &str {
+        match self {
+            ConnectionConfig::OpenAi { name, .. } | ConnectionConfig::Azure { name, .. } => name,
+        }
+    }
+}
+
+/// A deployment: the name clients send as `model`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// The deployment name.
+    pub name: String,
+    /// `private` (default: only linked keys) or `public` (every key).
+    #[serde(default)]
+    pub access: llmur_core::Access,
+    /// Balancing strategy (default `round_robin`).
+    #[serde(default)]
+    pub strategy: llmur_core::Strategy,
+    /// Its connections, by name, with optional weights.
+    pub connections: Vec<DeploymentConnection>,
+}
+
+/// A connection of a deployment: a bare name, or `{connection, weight}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DeploymentConnection {
+    /// Just the connection's name (weight 1).
+    Name(String),
+    /// Name and weight.
+    Weighted {
+        /// The connection's name.
+        connection: String,
+        /// 0..=100 (default 1).
+        #[serde(default = "default_weight")]
+        weight: u32,
+    },
+}
+
+/// A project.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Its name, unique in the file.
+    pub name: String,
+}
+
+/// A virtual key given in full in the file (or via `env:`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualKeyConfig {
+    /// The key clients send as `Authorization: Bearer ...`.
+    pub key: Secret,
+    /// The project's name.
+    pub project: String,
+    /// A label for logs (default: a masked form of the key).
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Blocked keys are refused with 401.
+    #[serde(default)]
+    pub blocked: bool,
+    /// Deployments the key may use, by name.
+    #[serde(default)]
+    pub deployments: Vec<String>,
+}
+
+fn default_host() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+fn default_port() -> u16 {
+    8082
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+fn default_max_body_bytes() -> usize {
+    llmur_core::DEFAULT_MAX_BODY_BYTES
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_upstream_timeout() -> u64 {
+    600
+}
+fn default_shutdown_grace() -> u64 {
+    30
+}
+fn default_weight() -> u32 {
+    1
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // An empty mapping deserializes to all defaults.
+        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("empty config is valid"))
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given), then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                Self::from_yaml(&text)?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Parses YAML text; an empty document means all defaults.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| ConfigError::new(format!("invalid config: {e}")))
+    }
+
+    /// Applies `LLMUR_HOST`, `LLMUR_PORT`, `LLMUR_LOG_LEVEL`, `LLMUR_LOG_FORMAT`,
+    /// `LLMUR_APPLICATION_SECRET`, `LLMUR_MASTER_KEYS` (comma-separated),
+    /// `LLMUR_MAX_BODY_BYTES`, `LLMUR_CONNECT_TIMEOUT_SECS`, `LLMUR_UPSTREAM_TIMEOUT_SECS`
+    /// and `LLMUR_SHUTDOWN_GRACE_SECS`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+            value
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(format!("{name}={value:?} is not valid")))
+        }
+        if let Some(v) = var("LLMUR_HOST") {
+            self.host = parse("LLMUR_HOST", &v)?;
+        }
+        if let Some(v) = var("LLMUR_PORT") {
+            self.port = parse("LLMUR_PORT", &v)?;
+        }
+        if let Some(v) = var("LLMUR_LOG_LEVEL") {
+            self.log_level = v;
+        }
+        if let Some(v) = var("LLMUR_LOG_FORMAT") {
+            self.log_format = match v.trim() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError::new(format!(
+                        "LLMUR_LOG_FORMAT={other:?} is not valid (human or json)"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = var("LLMUR_APPLICATION_SECRET") {
+            self.application_secret = Some(Secret::from(v.as_str()));
+        }
+        if let Some(v) = var("LLMUR_MASTER_KEYS") {
+            self.master_keys = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Secret::from)
+                .collect();
+        }
+        if let Some(v) = var("LLMUR_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("LLMUR_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = var("LLMUR_CONNECT_TIMEOUT_SECS") {
+            self.connect_timeout_secs = parse("LLMUR_CONNECT_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_UPSTREAM_TIMEOUT_SECS") {
+            self.upstream_timeout_secs = parse("LLMUR_UPSTREAM_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_SHUTDOWN_GRACE_SECS") {
+            self.shutdown_grace_secs = parse("LLMUR_SHUTDOWN_GRACE_SECS", &v)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let c = Config::from_yaml("").ok();
+        assert_eq!(c.as_ref().map(|c| c.port), Some(8082));
+        let err = Config::from_yaml("prot: 1").err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("prot")), "names the field");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::from_yaml("port: 9000\nlog_level: warn").ok().unwrap_or_default();
+        let env = |k: &str| match k {
+            "LLMUR_PORT" => Some("9100".to_owned()),
+            "LLMUR_MASTER_KEYS" => Some("a, b".to_owned()),
+            _ => None,
+        };
+        assert!(c.apply_env(env).is_ok());
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.log_level, "warn");
+        assert_eq!(c.master_keys.len(), 2);
+        let mut c = Config::default();
+        let bad = c.apply_env(|k| (k == "LLMUR_PORT").then(|| "x".to_owned()));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn declares_catalog_as_code() {
+        let yaml = r#"
+connections:
+  - provider: openai/v1
+    name: oai
+    api_endpoint: https://api.openai.com
+    model: gpt-4o-mini
+    api_key: env:LLMUR_TEST_UNSET_VAR
+  - provider: azure/openai
+    name: az
+    api_endpoint: https://x.openai.azure.com
+    deployment_name: gpt4o
+    api_key: k
+    api_version: 2024-10-21
+deployments:
+  - name: chat
+    connections: [oai, {connection: az, weight: 3}]
+projects: [{name: p}]
+virtual_keys:
+  - key: sk-test
+    project: p
+    deployments: [chat]
+"#;
+        let c = Config::from_yaml(yaml);
+        assert!(c.is_ok(), "{:?}", c.err());
+        let c = c.ok().unwrap_or_default();
+        assert_eq!(c.connections.len(), 2);
+        let ConnectionConfig::OpenAi { api_key, .. } = &c.connections[0] else {
+            unreachable!()
+        };
+        assert!(api_key.resolve("api_key").is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! # llmur-server
+//!
+//! The `llmur` binary as a library: configuration ([`config`]), the catalog declared in it
+//! ([`catalog`]), the HTTP listener ([`serve`]) and telemetry set-up ([`telemetry`]).
+//! `main.rs` only parses the command line and calls [`serve::start`].
+
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod serve;
+pub mod telemetry;
+pub mod usage;
+
+pub use config::Config;
+pub use error::ConfigError;
+pub use serve::{RunningServer, start};
