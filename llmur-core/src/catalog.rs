@@ -49,8 +49,9 @@ impl KeyHasher {
     /// A hasher keyed with the application secret.
     pub fn new(application_secret: &SecretString) -> Self {
         // HMAC accepts keys of any length, so this never fails.
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(application_secret.expose_secret().as_bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(application_secret.expose_secret().as_bytes())
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         Self { mac }
     }
 

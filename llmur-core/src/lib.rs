@@ -92,8 +92,8 @@ mod usage;
 pub use catalog::{Catalog, KeyHash, KeyHasher, MemoryCatalog, Snapshot, model_not_found};
 pub use error::{Error, ErrorKind, Origin, openai_type_for};
 pub use model::{
-    Access, Connection, ConnectionId, Deployment, DeploymentId, ProjectId, Strategy,
-    VirtualKey, VirtualKeyId, WeightedConnection,
+    Access, Connection, ConnectionId, Deployment, DeploymentId, ProjectId, Strategy, VirtualKey,
+    VirtualKeyId, WeightedConnection,
 };
 pub use provider::{AzureOpenAi, OpenAi, Provider};
 pub use proxy::headers;

@@ -243,7 +243,12 @@ mod tests {
             vec![conn("a"), conn("b"), conn("c")],
         );
         let firsts: Vec<String> = (0..3)
-            .map(|_| d.candidates().next().map(|c| c.model.clone()).unwrap_or_default())
+            .map(|_| {
+                d.candidates()
+                    .next()
+                    .map(|c| c.model.clone())
+                    .unwrap_or_default()
+            })
             .collect();
         assert_eq!(firsts, ["a", "b", "c"]);
         assert_eq!(d.candidates().count(), 3);

@@ -47,8 +47,8 @@ impl RequestBody {
                         .unwrap_or(false);
                 }
                 "stream_options" => {
-                    let opts: Option<StreamOptions> = serde_json::from_str(raw.get())
-                        .map_err(|_| {
+                    let opts: Option<StreamOptions> =
+                        serde_json::from_str(raw.get()).map_err(|_| {
                             bad_field("stream_options", "`stream_options` must be an object")
                         })?;
                     include_usage = opts.and_then(|o| o.include_usage);
@@ -226,7 +226,9 @@ mod tests {
     #[test]
     fn keeps_unknown_fields_and_order_verbatim() {
         let src = br#"{"model":"dep","messages":[{"role":"user","content":"h\u00e9"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"b":1,"a":2}}}],"new_thing":{"x":1.50}}"#;
-        let body = RequestBody::parse(src).ok().unwrap_or_else(|| unreachable!());
+        let body = RequestBody::parse(src)
+            .ok()
+            .unwrap_or_else(|| unreachable!());
         let out = body.encode("gpt-4o", false);
         let expected = String::from_utf8_lossy(src).replace("\"dep\"", "\"gpt-4o\"");
         assert_eq!(String::from_utf8_lossy(&out), expected);
@@ -237,7 +239,10 @@ mod tests {
         let b = RequestBody::parse(br#"{"model":"d","stream":true}"#).ok();
         let b = b.unwrap_or_else(|| unreachable!());
         assert!(b.force_usage() && !b.client_wants_usage());
-        assert_eq!(json(&b.encode("m", true))["stream_options"]["include_usage"], true);
+        assert_eq!(
+            json(&b.encode("m", true))["stream_options"]["include_usage"],
+            true
+        );
 
         let b = RequestBody::parse(
             br#"{"model":"d","stream":true,"stream_options":{"include_usage":false,"x":1}}"#,

@@ -157,7 +157,11 @@ mod tests {
         let whole = events_of(&[bytes]);
         assert_eq!(whole.len(), 4);
         for cut in 0..bytes.len() {
-            assert_eq!(events_of(&[&bytes[..cut], &bytes[cut..]]), whole, "cut at {cut}");
+            assert_eq!(
+                events_of(&[&bytes[..cut], &bytes[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
         }
         let singles: Vec<&[u8]> = bytes.chunks(1).collect();
         assert_eq!(events_of(&singles), whole);
@@ -168,8 +172,14 @@ mod tests {
     #[test]
     fn data_and_values() {
         assert_eq!(event_data(b": keep-alive\n\n"), None);
-        assert_eq!(event_data(b"data: [DONE]\n\n").as_deref(), Some(&b"[DONE]"[..]));
-        assert_eq!(event_data(b"data:a\ndata: b\n\n").as_deref(), Some(&b"a\nb"[..]));
+        assert_eq!(
+            event_data(b"data: [DONE]\n\n").as_deref(),
+            Some(&b"[DONE]"[..])
+        );
+        assert_eq!(
+            event_data(b"data:a\ndata: b\n\n").as_deref(),
+            Some(&b"a\nb"[..])
+        );
         let j = br#"{"id":"x","content":"\"model\":\"no\"","model" : "gpt-4o"}"#;
         let r = find_str_value(j, "model");
         assert_eq!(r.map(|r| &j[r]), Some(&b"gpt-4o"[..]));

@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use llmur_core::{
-    AzureOpenAi, Connection, ConnectionId, Deployment, DeploymentId, KeyHasher, OpenAi,
-    ProjectId, Snapshot, VirtualKey, VirtualKeyId, WeightedConnection,
+    AzureOpenAi, Connection, ConnectionId, Deployment, DeploymentId, KeyHasher, OpenAi, ProjectId,
+    Snapshot, VirtualKey, VirtualKeyId, WeightedConnection,
 };
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -32,7 +32,10 @@ pub struct CatalogCounts {
 }
 
 fn stable_id(kind: &str, name: &str) -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("llmur/{kind}/{name}").as_bytes())
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("llmur/{kind}/{name}").as_bytes(),
+    )
 }
 
 /// The snapshot described by `config`, with keys hashed by `hasher`.
@@ -83,7 +86,13 @@ pub fn snapshot_from_config(
                 d.name
             )));
         }
-        snapshot.insert_deployment(Deployment::new(id, d.name.as_str(), d.access, d.strategy, linked));
+        snapshot.insert_deployment(Deployment::new(
+            id,
+            d.name.as_str(),
+            d.access,
+            d.strategy,
+            linked,
+        ));
     }
 
     let mut projects: HashMap<&str, ProjectId> = HashMap::new();
@@ -111,7 +120,9 @@ pub fn snapshot_from_config(
         }
         let hash = hasher.hash(key);
         if !seen_keys.insert(hash) {
-            return Err(ConfigError::new(format!("{field}: the same key is declared twice")));
+            return Err(ConfigError::new(format!(
+                "{field}: the same key is declared twice"
+            )));
         }
         let project_id = *projects.get(k.project.as_str()).ok_or_else(|| {
             ConfigError::new(format!(
@@ -226,14 +237,31 @@ mod tests {
     fn names_the_culprit() {
         let base = "connections:\n  - {provider: openai/v1, name: a, api_endpoint: 'http://127.0.0.1:1', model: m, api_key: k}\n";
         let cases = [
-            ("deployments: [{name: d, connections: [b]}]", "unknown connection `b`"),
-            ("deployments: [{name: d, connections: [{connection: a, weight: 101}]}]", "above 100"),
-            ("virtual_keys: [{key: sk-12345678, project: nope}]", "unknown project `nope`"),
-            ("projects: [{name: p}]\nvirtual_keys: [{key: short, project: p}]", "at least 8"),
+            (
+                "deployments: [{name: d, connections: [b]}]",
+                "unknown connection `b`",
+            ),
+            (
+                "deployments: [{name: d, connections: [{connection: a, weight: 101}]}]",
+                "above 100",
+            ),
+            (
+                "virtual_keys: [{key: sk-12345678, project: nope}]",
+                "unknown project `nope`",
+            ),
+            (
+                "projects: [{name: p}]\nvirtual_keys: [{key: short, project: p}]",
+                "at least 8",
+            ),
         ];
         for (extra, want) in cases {
-            let err = build(&format!("{base}{extra}")).err().map(|e| e.to_string());
-            assert!(err.as_deref().is_some_and(|e| e.contains(want)), "{err:?} !~ {want}");
+            let err = build(&format!("{base}{extra}"))
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains(want)),
+                "{err:?} !~ {want}"
+            );
         }
         let err = build("connections:\n  - {provider: openai/v1, name: a, api_endpoint: 'ftp://x', model: m, api_key: k}")
             .err()

@@ -333,7 +333,9 @@ mod tests {
 
     #[test]
     fn env_overrides_file() {
-        let mut c = Config::from_yaml("port: 9000\nlog_level: warn").ok().unwrap_or_default();
+        let mut c = Config::from_yaml("port: 9000\nlog_level: warn")
+            .ok()
+            .unwrap_or_default();
         let env = |k: &str| match k {
             "LLMUR_PORT" => Some("9100".to_owned()),
             "LLMUR_MASTER_KEYS" => Some("a, b".to_owned()),

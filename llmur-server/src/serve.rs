@@ -178,7 +178,10 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    tracing::info!(grace_secs = grace.as_secs(), "shutting down; letting in-flight requests finish");
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down; letting in-flight requests finish"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),

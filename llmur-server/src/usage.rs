@@ -41,7 +41,11 @@ impl RecentLogs {
 
     /// A copy of the records, oldest first.
     pub fn snapshot(&self) -> Vec<RequestLog> {
-        let logs = self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        let logs = self
+            .inner
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         logs.iter().cloned().collect()
     }
 
@@ -57,7 +61,11 @@ impl RecentLogs {
             let notified = self.inner.notify.notified();
             let logs = self.snapshot();
             if logs.len() >= n || tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return if logs.len() >= n { logs } else { self.snapshot() };
+                return if logs.len() >= n {
+                    logs
+                } else {
+                    self.snapshot()
+                };
             }
         }
     }
@@ -77,7 +85,11 @@ impl UsageSink for RecentLogs {
             error = log.error.as_deref(),
             "attempt"
         );
-        let mut logs = self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut logs = self
+            .inner
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if logs.len() == self.inner.capacity {
             logs.pop_front();
             self.inner.evicted.fetch_add(1, Ordering::Relaxed);

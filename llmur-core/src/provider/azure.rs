@@ -57,8 +57,7 @@ impl Provider for AzureOpenAi {
 
 fn is_url_safe(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
@@ -92,7 +91,10 @@ mod tests {
             connection: &conn,
             headers: &HeaderMap::new(),
         };
-        AzureOpenAi.encode(&call).ok().unwrap_or_else(|| unreachable!())
+        AzureOpenAi
+            .encode(&call)
+            .ok()
+            .unwrap_or_else(|| unreachable!())
     }
 
     #[test]

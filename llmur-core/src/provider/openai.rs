@@ -51,8 +51,11 @@ pub fn build_request(
     let mut request = http::Request::new(body);
     *request.method_mut() = Method::POST;
     *request.uri_mut() = url.parse().map_err(|e| {
-        Error::new(ErrorKind::Internal, "the connection's api_endpoint is not a valid URL")
-            .with_source(e)
+        Error::new(
+            ErrorKind::Internal,
+            "the connection's api_endpoint is not a valid URL",
+        )
+        .with_source(e)
     })?;
     let headers = request.headers_mut();
     headers.clone_from(forwarded);
@@ -168,9 +171,7 @@ pub fn normalize_error(status: StatusCode, body: Bytes) -> Bytes {
 fn wrap_error(status: StatusCode, body: &[u8]) -> Bytes {
     let text = String::from_utf8_lossy(body);
     let message = if text.trim().is_empty() {
-        format!(
-            "the upstream answered {status} with an empty body"
-        )
+        format!("the upstream answered {status} with an empty body")
     } else {
         text.chars().take(2000).collect()
     };
@@ -200,7 +201,10 @@ mod tests {
             b"data: {\"id\":\"x\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5,\"total_tokens\":8}}\n\n",
         );
         let mut s = StreamState::new("m", false);
-        assert!(matches!(decode_event(ev.clone(), &mut s), EventAction::Drop));
+        assert!(matches!(
+            decode_event(ev.clone(), &mut s),
+            EventAction::Drop
+        ));
         assert_eq!(s.usage.map(|u| u.total()), Some(8));
         let mut s = StreamState::new("m", true);
         assert!(matches!(decode_event(ev.clone(), &mut s), EventAction::Forward(b) if b == ev));
@@ -217,15 +221,25 @@ mod tests {
 
     #[test]
     fn error_bodies_get_a_type() {
-        let azure = Bytes::from_static(br#"{"error":{"code":"429","message":"slow down","param":null,"type":null}}"#);
+        let azure = Bytes::from_static(
+            br#"{"error":{"code":"429","message":"slow down","param":null,"type":null}}"#,
+        );
         let v: serde_json::Value =
             serde_json::from_slice(&normalize_error(StatusCode::TOO_MANY_REQUESTS, azure))
                 .unwrap_or_default();
         assert_eq!(v["error"]["type"], "rate_limit_exceeded");
         assert_eq!(v["error"]["code"], "429");
-        let openai = Bytes::from_static(br#"{"error":{"message":"m","type":"invalid_request_error","param":null,"code":null}}"#);
-        assert_eq!(normalize_error(StatusCode::BAD_REQUEST, openai.clone()), openai);
-        let html = normalize_error(StatusCode::BAD_GATEWAY, Bytes::from_static(b"<html>bad</html>"));
+        let openai = Bytes::from_static(
+            br#"{"error":{"message":"m","type":"invalid_request_error","param":null,"code":null}}"#,
+        );
+        assert_eq!(
+            normalize_error(StatusCode::BAD_REQUEST, openai.clone()),
+            openai
+        );
+        let html = normalize_error(
+            StatusCode::BAD_GATEWAY,
+            Bytes::from_static(b"<html>bad</html>"),
+        );
         let v: serde_json::Value = serde_json::from_slice(&html).unwrap_or_default();
         assert_eq!(v["error"]["message"], "<html>bad</html>");
         assert_eq!(v["error"]["type"], "api_error");

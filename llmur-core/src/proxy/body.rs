@@ -47,7 +47,9 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut self.get_mut().kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(relay) => relay.poll_next_frame(cx).map(|f| f.map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(relay) => relay
+                .poll_next_frame(cx)
+                .map(|f| f.map(|b| Ok(Frame::data(b)))),
         }
     }
 

@@ -43,8 +43,11 @@ impl Upstream {
 }
 
 fn timeout_error() -> Error {
-    Error::new(ErrorKind::UpstreamTimeout, "the upstream did not answer in time")
-        .with_code("upstream_timeout")
+    Error::new(
+        ErrorKind::UpstreamTimeout,
+        "the upstream did not answer in time",
+    )
+    .with_code("upstream_timeout")
 }
 
 fn transport_error(e: reqwest::Error) -> Error {
@@ -89,7 +92,9 @@ pub(crate) async fn forward(
         };
         let request = connection.provider.encode(&call)?;
         match cx.upstream.send(request).await {
-            Ok(response) => return respond(cx, deployment, connection, body, response, attempt).await,
+            Ok(response) => {
+                return respond(cx, deployment, connection, body, response, attempt).await;
+            }
             Err(e) => {
                 tracing::warn!(connection = %connection.id, error = %e, "upstream attempt failed");
                 let retry = e.is_retryable();
@@ -104,7 +109,10 @@ pub(crate) async fn forward(
     Err(last.unwrap_or_else(|| {
         Error::new(
             ErrorKind::NoConnection,
-            format!("the deployment `{}` has no connection to serve it", deployment.name),
+            format!(
+                "the deployment `{}` has no connection to serve it",
+                deployment.name
+            ),
         )
         .with_code("no_connection")
     }))
@@ -133,7 +141,10 @@ async fn respond(
         let relay = SseRelay::new(Box::pin(response.bytes_stream()), state, provider, attempt);
         ProxyBody::stream(relay)
     } else {
-        let remaining = cx.upstream.timeout.saturating_sub(attempt.started.elapsed());
+        let remaining = cx
+            .upstream
+            .timeout
+            .saturating_sub(attempt.started.elapsed());
         let bytes = match tokio::time::timeout(remaining, response.bytes()).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => {
@@ -185,7 +196,12 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    fn start(cx: &Context<'_>, deployment: &Deployment, connection: &Connection, body: &RequestBody) -> Self {
+    fn start(
+        cx: &Context<'_>,
+        deployment: &Deployment,
+        connection: &Connection,
+        body: &RequestBody,
+    ) -> Self {
         let log = RequestLog {
             id: uuid::Uuid::new_v4(),
             request_id: cx.request_id.to_str().unwrap_or_default().to_owned(),
@@ -217,7 +233,12 @@ impl Attempt {
     }
 
     fn fail(self, error: &Error) {
-        self.finish(Usage::default(), UsageSource::None, Some(error.to_string()), false);
+        self.finish(
+            Usage::default(),
+            UsageSource::None,
+            Some(error.to_string()),
+            false,
+        );
     }
 
     pub(crate) fn finish(
@@ -240,7 +261,9 @@ impl Attempt {
 
 impl std::fmt::Debug for Attempt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Attempt").field("log", &self.log).finish_non_exhaustive()
+        f.debug_struct("Attempt")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
     }
 }
 

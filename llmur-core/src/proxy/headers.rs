@@ -123,10 +123,7 @@ mod tests {
             ("user-agent", "OpenAI/Python 1.0"),
             ("x-stainless-lang", "python"),
         ] {
-            h.append(
-                HeaderName::from_static(k),
-                HeaderValue::from_static(v),
-            );
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         let out = upstream_headers(&h);
         let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();

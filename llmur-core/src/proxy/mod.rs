@@ -136,7 +136,8 @@ impl ProxyBuilder {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| {
-                    Error::new(ErrorKind::Internal, "could not build the HTTP client").with_source(e)
+                    Error::new(ErrorKind::Internal, "could not build the HTTP client")
+                        .with_source(e)
                 })?,
         };
         Ok(Proxy {
@@ -276,10 +277,14 @@ fn authenticate(catalog: &dyn Catalog, headers: &HeaderMap) -> Result<Arc<Virtua
     };
     match catalog.authenticate(presented) {
         Some(key) if !key.blocked => Ok(key),
-        Some(_) => Err(Error::new(ErrorKind::Unauthorized, "This API key is blocked.")
-            .with_code("api_key_blocked")),
-        None => Err(Error::new(ErrorKind::Unauthorized, "Incorrect API key provided.")
-            .with_code("invalid_api_key")),
+        Some(_) => Err(
+            Error::new(ErrorKind::Unauthorized, "This API key is blocked.")
+                .with_code("api_key_blocked"),
+        ),
+        None => Err(
+            Error::new(ErrorKind::Unauthorized, "Incorrect API key provided.")
+                .with_code("invalid_api_key"),
+        ),
     }
 }
 

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real server, the testkit mocks, and a real OpenAI client
+//! (`async-openai`) or raw HTTP where the wire bytes matter.
+
+mod chat;
+mod common;
+mod errors;
+mod streaming;
