@@ -15,6 +15,7 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::new(format!("log_level {level:?} is not valid: {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_writer(std::io::stdout);
     let result = match format {
         LogFormat::Human => builder.try_init(),
