@@ -140,6 +140,12 @@ impl MemoryCatalog {
         &self.hasher
     }
 
+    /// How many deployments and keys the current view holds.
+    pub fn counts(&self) -> (usize, usize) {
+        let s = self.current();
+        (s.deployments.len(), s.keys.len())
+    }
+
     /// Replaces the whole view; requests already routed keep the old one.
     pub fn replace(&self, snapshot: Snapshot) {
         let mut guard = self
@@ -176,7 +182,17 @@ impl Catalog for MemoryCatalog {
     fn route(&self, key: &VirtualKey, model: &str) -> Result<Arc<Deployment>, Error> {
         let snapshot = self.current();
         match snapshot.deployments.get(model) {
-            Some(d) if snapshot.allowed(key, d) => Ok(d.clone()),
+            Some(d) if snapshot.allowed(key, d) => {
+                if d.blocked {
+                    return Err(Error::new(
+                        ErrorKind::Forbidden,
+                        format!("The deployment `{model}` is blocked."),
+                    )
+                    .with_param("model")
+                    .with_code("deployment_blocked"));
+                }
+                Ok(d.clone())
+            }
             _ => Err(model_not_found(model)),
         }
     }

@@ -87,6 +87,7 @@ pub mod provider;
 mod proxy;
 mod request;
 pub mod sse;
+pub mod store;
 mod usage;
 
 pub use catalog::{Catalog, KeyHash, KeyHasher, MemoryCatalog, Snapshot, model_not_found};
@@ -101,6 +102,7 @@ pub use proxy::{
     BoxError, DEFAULT_MAX_BODY_BYTES, Proxy, ProxyBody, ProxyBuilder, ProxyLayer, ProxyService,
 };
 pub use request::RequestBody;
+pub use store::{MemoryStore, Store, StoreError, StoreErrorKind, StoreResult};
 pub use usage::{
     Clock, Endpoint, ManualClock, MemoryUsageSink, RequestLog, SystemClock, Usage, UsageSink,
     UsageSource,

@@ -106,6 +106,8 @@ pub struct Deployment {
     pub strategy: Strategy,
     /// The connections, with their weights.
     pub connections: Vec<WeightedConnection>,
+    /// A blocked deployment refuses requests with 403.
+    pub blocked: bool,
     cursor: AtomicUsize,
 }
 
@@ -124,8 +126,16 @@ impl Deployment {
             access,
             strategy,
             connections,
+            blocked: false,
             cursor: AtomicUsize::new(0),
         }
+    }
+
+    /// Marks the deployment blocked (or not).
+    #[must_use]
+    pub fn with_blocked(mut self, blocked: bool) -> Self {
+        self.blocked = blocked;
+        self
     }
 
     /// The connections in the order to try them for one request: round robin, starting

@@ -93,6 +93,8 @@ pub struct RequestLog {
     pub usage: Usage,
     /// Where the usage comes from.
     pub usage_source: UsageSource,
+    /// Cost in USD, when a price is known for the model.
+    pub cost_usd: Option<f64>,
     /// When the attempt started (wall clock).
     pub started_at: SystemTime,
     /// Until the upstream's response head.

@@ -47,6 +47,35 @@ pub struct Config {
     /// Seconds in-flight requests and streams get to finish on shutdown (default 30).
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Where state lives: `sqlite://FILE` (the embedded default, `sqlite://llmur.db`) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Wins over `database_configuration`.
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    /// LLMUR-style database settings (converted to a `database_url`).
+    #[serde(default)]
+    pub database_configuration: Option<DatabaseConfiguration>,
+    /// `redis://[USER:PASSWORD@]HOST:PORT` — optional; shares catalog changes between
+    /// instances (and, later, usage counters). Wins over `cache_configuration`.
+    #[serde(default)]
+    pub redis_url: Option<Secret>,
+    /// LLMUR-style cache settings (converted to a `redis_url`).
+    #[serde(default)]
+    pub cache_configuration: Option<CacheConfiguration>,
+    /// OpenTelemetry settings (accepted for LLMUR compatibility).
+    #[serde(default)]
+    pub otel: Option<OtelConfig>,
+    /// Hours a session token stays valid (default 720, i.e. 30 days).
+    #[serde(default = "default_session_ttl_hours")]
+    pub session_ttl_hours: u64,
+    /// Refuse connection endpoints on loopback and private networks (default off, since
+    /// self-hosted models often live there). Metadata and link-local addresses are always
+    /// refused.
+    #[serde(default)]
+    pub refuse_private_endpoints: bool,
+    /// How often, in milliseconds, the catalog checks the database for changes made by other
+    /// instances (default 500; changes on this instance apply at once).
+    #[serde(default = "default_catalog_refresh_ms")]
+    pub catalog_refresh_ms: u64,
     /// Provider connections declared in the file.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -102,6 +131,80 @@ impl From<&str> for Secret {
     fn from(s: &str) -> Self {
         Self(SecretString::from(s))
     }
+}
+
+/// LLMUR's `database_configuration` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfiguration {
+    /// `postgres` or `sqlite`.
+    pub engine: DatabaseEngine,
+    /// Server host (postgres).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Server port (postgres, default 5432).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Database name (postgres) or file path (sqlite).
+    pub database: String,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    pub min_connections: Option<u32>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+/// Database engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseEngine {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// LLMUR's `cache_configuration` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfiguration {
+    /// Must be `redis`.
+    pub engine: CacheEngine,
+    /// Host.
+    pub host: String,
+    /// Port (default 6379).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+/// Cache engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheEngine {
+    /// Redis.
+    Redis,
+}
+
+/// LLMUR's `otel` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtelConfig {
+    /// OTLP endpoint.
+    #[serde(default)]
+    pub exporter_otlp_endpoint: Option<String>,
 }
 
 /// A provider connection, tagged by `provider` as in the admin API.
@@ -226,6 +329,12 @@ fn default_upstream_timeout() -> u64 {
 fn default_shutdown_grace() -> u64 {
     30
 }
+fn default_session_ttl_hours() -> u64 {
+    720
+}
+fn default_catalog_refresh_ms() -> u64 {
+    500
+}
 fn default_weight() -> u32 {
     1
 }
@@ -312,10 +421,118 @@ impl Config {
         if let Some(v) = var("LLMUR_UPSTREAM_TIMEOUT_SECS") {
             self.upstream_timeout_secs = parse("LLMUR_UPSTREAM_TIMEOUT_SECS", &v)?;
         }
+        if let Some(v) = var("LLMUR_DATABASE_URL") {
+            self.database_url = Some(Secret::from(v.as_str()));
+        }
+        if let Some(v) = var("LLMUR_REDIS_URL") {
+            self.redis_url = Some(Secret::from(v.as_str()));
+        }
+        if let Some(v) = var("LLMUR_SESSION_TTL_HOURS") {
+            self.session_ttl_hours = parse("LLMUR_SESSION_TTL_HOURS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_REFUSE_PRIVATE_ENDPOINTS") {
+            self.refuse_private_endpoints = parse("LLMUR_REFUSE_PRIVATE_ENDPOINTS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_CATALOG_REFRESH_MS") {
+            self.catalog_refresh_ms = parse("LLMUR_CATALOG_REFRESH_MS", &v)?;
+        }
         if let Some(v) = var("LLMUR_SHUTDOWN_GRACE_SECS") {
             self.shutdown_grace_secs = parse("LLMUR_SHUTDOWN_GRACE_SECS", &v)?;
         }
         Ok(())
+    }
+}
+
+/// The embedded default database.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://llmur.db";
+
+impl Config {
+    /// The database URL: `database_url`, else one built from `database_configuration`,
+    /// else the embedded default.
+    pub fn database_url(&self) -> Result<SecretString, ConfigError> {
+        if let Some(url) = &self.database_url {
+            return url.resolve("database_url");
+        }
+        let Some(db) = &self.database_configuration else {
+            return Ok(SecretString::from(DEFAULT_DATABASE_URL));
+        };
+        match db.engine {
+            DatabaseEngine::Sqlite => Ok(SecretString::from(format!("sqlite://{}", db.database))),
+            DatabaseEngine::Postgres => {
+                let host = db.host.as_deref().unwrap_or("localhost");
+                let port = db.port.unwrap_or(5432);
+                let auth = userinfo(
+                    db.username.as_deref(),
+                    db.password.as_ref(),
+                    "database_configuration.password",
+                )?;
+                Ok(SecretString::from(format!(
+                    "postgres://{auth}{host}:{port}/{}",
+                    encode_component(&db.database)
+                )))
+            }
+        }
+    }
+
+    /// The Redis URL, if Redis is configured.
+    pub fn redis_url(&self) -> Result<Option<SecretString>, ConfigError> {
+        if let Some(url) = &self.redis_url {
+            return url.resolve("redis_url").map(Some);
+        }
+        let Some(cache) = &self.cache_configuration else {
+            return Ok(None);
+        };
+        let auth = userinfo(
+            cache.username.as_deref(),
+            cache.password.as_ref(),
+            "cache_configuration.password",
+        )?;
+        Ok(Some(SecretString::from(format!(
+            "redis://{auth}{}:{}",
+            cache.host,
+            cache.port.unwrap_or(6379)
+        ))))
+    }
+}
+
+fn userinfo(
+    user: Option<&str>,
+    password: Option<&Secret>,
+    field: &str,
+) -> Result<String, ConfigError> {
+    let password = password.map(|p| p.resolve(field)).transpose()?;
+    Ok(match (user, password) {
+        (None, None) => String::new(),
+        (Some(u), None) => format!("{}@", encode_component(u)),
+        (u, Some(p)) => format!(
+            "{}:{}@",
+            encode_component(u.unwrap_or_default()),
+            encode_component(p.expose_secret())
+        ),
+    })
+}
+
+/// Percent-encodes everything but unreserved URL characters.
+fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A URL with its password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -348,6 +565,63 @@ mod tests {
         let mut c = Config::default();
         let bad = c.apply_env(|k| (k == "LLMUR_PORT").then(|| "x".to_owned()));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn llmur_config_files_start_unchanged() {
+        let yaml = r#"
+application_secret: 7d8fe9e9-04fc-42a8-9577-40ecc40d27d7
+log_level: info
+host: 0.0.0.0
+port: 8082
+master_keys: [my-master-key-1, my-master-key-2]
+otel:
+  exporter_otlp_endpoint: http://localhost:4317
+database_configuration:
+  engine: postgres
+  host: localhost
+  port: 5432
+  database: llmur
+  username: postgres
+  password: "p@ss word"
+  min_connections: 5
+  max_connections: 20
+cache_configuration:
+  engine: redis
+  host: localhost
+  port: 6379
+  username: default
+  password: redispassword
+"#;
+        let c = Config::from_yaml(yaml);
+        assert!(c.is_ok(), "{:?}", c.err());
+        let c = c.ok().unwrap_or_default();
+        let db = c.database_url().map(|u| u.expose_secret().to_owned()).ok();
+        assert_eq!(
+            db.as_deref(),
+            Some("postgres://postgres:p%40ss%20word@localhost:5432/llmur")
+        );
+        assert_eq!(
+            redact_url(db.as_deref().unwrap_or_default()),
+            "postgres://postgres:***@localhost:5432/llmur"
+        );
+        let redis = c
+            .redis_url()
+            .ok()
+            .flatten()
+            .map(|u| u.expose_secret().to_owned());
+        assert_eq!(
+            redis.as_deref(),
+            Some("redis://default:redispassword@localhost:6379")
+        );
+        assert_eq!(
+            Config::default()
+                .database_url()
+                .map(|u| u.expose_secret().to_owned())
+                .ok()
+                .as_deref(),
+            Some(DEFAULT_DATABASE_URL)
+        );
     }
 
     #[test]

@@ -6,9 +6,17 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod app;
 pub mod catalog;
+pub mod catalog_sync;
+pub mod cli;
 pub mod config;
+pub mod db;
 pub mod error;
+pub mod invalidation;
+pub mod log_writer;
+pub mod security;
 pub mod serve;
 pub mod telemetry;
 pub mod usage;

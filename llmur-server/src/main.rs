@@ -4,14 +4,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use llmur_server::{Config, config::LogFormat, telemetry};
+use llmur_server::{Config, cli, telemetry};
 
 /// llmur — a self-hostable, OpenAI-compatible LLM proxy.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
     /// YAML configuration file (LLMUR_* environment variables override it).
-    #[arg(long, short, global = true, env = "LLMUR_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "LLMUR_CONFIG",
+        alias = "configuration"
+    )]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -23,11 +29,43 @@ enum Command {
     Serve,
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Apply the database migrations, then exit (serve applies them too).
+    Migrate,
+    /// Create an application admin user.
+    CreateAdmin {
+        /// Email (the login).
+        #[arg(long)]
+        email: String,
+        /// Password (at least 8 characters); prefer the environment variable.
+        #[arg(long, env = "LLMUR_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Display name (default: the part of the email before `@`).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Create a virtual key and print it (shown once).
+    CreateKey {
+        /// Project id or name (a project of that name is created if none exists).
+        #[arg(long)]
+        project: String,
+        /// Deployment names the key may use.
+        #[arg(long = "deployment")]
+        deployments: Vec<String>,
+        /// A label instead of the masked key.
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Print the admin API's OpenAPI document.
+    Openapi,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Openapi) {
+        return print(&llmur_server::admin::openapi_json());
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => return fail(&e),
@@ -35,27 +73,66 @@ async fn main() -> ExitCode {
     if let Err(e) = telemetry::init(&config.log_level, config.log_format) {
         return fail(&e);
     }
-    if config.log_format == LogFormat::Human && cli.config.is_none() {
-        tracing::info!("no --config given: embedded default (catalog from the environment only)");
-    }
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => {
-            let hasher = llmur_core::KeyHasher::new(&secrecy::SecretString::from("check"));
-            match llmur_server::catalog::snapshot_from_config(&config, &hasher) {
-                Ok((_, counts)) => {
-                    tracing::info!(?counts, "configuration is valid");
-                    ExitCode::SUCCESS
+    let result = match command {
+        Command::Openapi => Ok(()),
+        Command::CheckConfig => check_config(&config),
+        Command::Migrate => cli::migrate(&config).await.map(|()| {
+            tracing::info!("migrations applied");
+        }),
+        Command::CreateAdmin {
+            email,
+            password,
+            name,
+        } => cli::create_admin(&config, &email, &password, name.as_deref())
+            .await
+            .map(|user| tracing::info!(id = %user.id, email = %user.email, "admin user created")),
+        Command::CreateKey {
+            project,
+            deployments,
+            alias,
+        } => match cli::create_key(&config, &project, &deployments, alias.as_deref()).await {
+            Ok((stored, key)) => {
+                tracing::info!(id = %stored.id, project = %stored.project_id, "virtual key created; it is shown once");
+                return print(&key);
+            }
+            Err(e) => Err(e),
+        },
+        Command::Serve => {
+            if cli.config.is_none() {
+                tracing::info!(
+                    "no --config given: embedded default (SQLite file llmur.db, in-memory counters)"
+                );
+            }
+            match llmur_server::start(config, shutdown_signal()).await {
+                Ok(server) => {
+                    server.wait().await;
+                    Ok(())
                 }
-                Err(e) => fail(&e),
+                Err(e) => Err(e),
             }
         }
-        Command::Serve => match llmur_server::start(config, shutdown_signal()).await {
-            Ok(server) => {
-                server.wait().await;
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(&e),
-        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn check_config(config: &Config) -> Result<(), llmur_server::ConfigError> {
+    let hasher = llmur_core::KeyHasher::new(&secrecy::SecretString::from("check"));
+    let (_, counts) = llmur_server::catalog::snapshot_from_config(config, &hasher)?;
+    config.database_url()?;
+    config.redis_url()?;
+    tracing::info!(?counts, "configuration is valid");
+    Ok(())
+}
+
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
     }
 }
 

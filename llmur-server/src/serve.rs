@@ -9,25 +9,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http::{Request, Response};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use llmur_core::{KeyHasher, MemoryCatalog, Proxy, RequestLog};
-use secrecy::SecretString;
+use llmur_core::{ProxyBody, RequestLog, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower::{Layer, service_fn};
+use tower::Layer;
 
-use crate::catalog::{CatalogCounts, snapshot_from_config};
+use crate::app::App;
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::usage::RecentLogs;
+
+type AppBody = Either<ProxyBody, axum::body::Body>;
 
 /// A server that is accepting connections.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     logs: RecentLogs,
-    counts: CatalogCounts,
+    store: Arc<dyn Store>,
 }
 
 impl RunningServer {
@@ -50,9 +50,9 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// What the catalog holds.
-    pub fn counts(&self) -> CatalogCounts {
-        self.counts
+    /// The store behind the admin API.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The most recent request logs (one per upstream attempt), oldest first.
@@ -86,70 +86,76 @@ pub async fn start(
     config: Config,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, ConfigError> {
-    let secret = match &config.application_secret {
-        Some(secret) => secret.resolve("application_secret")?,
-        None => {
-            tracing::warn!(
-                "no application_secret configured: using a random one for this run \
-                 (fine for keys declared in the config file)"
-            );
-            SecretString::from(uuid::Uuid::new_v4().simple().to_string())
-        }
-    };
-    let hasher = KeyHasher::new(&secret);
-    let (snapshot, counts) = snapshot_from_config(&config, &hasher)?;
-    let catalog = Arc::new(MemoryCatalog::new(hasher, snapshot));
-    let logs = RecentLogs::new(10_000);
-    let proxy = Proxy::builder(catalog)
-        .usage_sink(Arc::new(logs.clone()))
-        .max_body_bytes(config.max_body_bytes)
-        .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
-        .upstream_timeout(Duration::from_secs(config.upstream_timeout_secs))
-        .build()
-        .map_err(|e| ConfigError::new(format!("cannot build the proxy: {e}")))?;
-
     let addr = SocketAddr::new(config.host, config.port);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let refresh = Duration::from_millis(config.catalog_refresh_ms.max(10));
+    let app = App::build(config).await?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| ConfigError::new(format!("cannot listen on {addr}: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| ConfigError::new(format!("cannot read the bound address: {e}")))?;
+    let counts = app.sync.catalog().counts();
     tracing::info!(
         %addr,
-        catalog = "config file (in memory)",
-        usage_log = "in memory (last 10000 attempts)",
+        database = %app.database,
+        catalog = "in memory, refreshed from the database",
+        redis = app.invalidation.is_some(),
         rate_limits = "none",
-        connections = counts.connections,
-        deployments = counts.deployments,
-        virtual_keys = counts.virtual_keys,
+        deployments = counts.0,
+        virtual_keys = counts.1,
         "llmur listening"
     );
 
+    let poller = tokio::spawn(app.sync.clone().run(refresh));
+    let listener_task = app
+        .invalidation
+        .clone()
+        .map(|redis| tokio::spawn(redis.listen(app.sync.clone())));
     let (tx, rx) = oneshot::channel::<()>();
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
-    let task = tokio::spawn(accept_loop(listener, proxy, grace, async move {
-        tokio::select! {
-            _ = rx => {},
-            () = signal => {},
+    let service = app.proxy.layer().layer(app.router.clone());
+    let writer = app.writer.clone();
+    let task = tokio::spawn(async move {
+        accept_loop(listener, service, grace, async move {
+            tokio::select! {
+                _ = rx => {},
+                () = signal => {},
+            }
+        })
+        .await;
+        poller.abort();
+        if let Some(task) = listener_task {
+            task.abort();
         }
-    }));
+        writer.shutdown().await;
+        tracing::info!(
+            written = writer.written(),
+            dropped = writer.dropped(),
+            "request logs flushed"
+        );
+    });
     Ok(RunningServer {
         addr,
         shutdown: Some(tx),
         task,
-        logs,
-        counts,
+        logs: app.recent.clone(),
+        store: app.store.clone(),
     })
 }
 
-async fn accept_loop(
+async fn accept_loop<S>(
     listener: TcpListener,
-    proxy: Proxy,
+    app: S,
     grace: Duration,
     stop: impl std::future::Future<Output = ()>,
-) {
-    let app = proxy.layer().layer(service_fn(routes));
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<AppBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
@@ -186,22 +192,4 @@ async fn accept_loop(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
-}
-
-/// Everything that is not `/v1`: `/health`, and a JSON 404 for the rest.
-async fn routes(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = match request.uri().path() {
-        "/health" => (StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
-        path => (
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"error": {"message": format!("Invalid URL ({} {path})", request.method()), "type": "invalid_request_error", "param": null, "code": "unknown_url"}}).to_string(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
 }

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod azure;
+pub mod conformance;
 pub mod fixtures;
 mod handler;
 mod openai;

@@ -216,6 +216,7 @@ impl Attempt {
             status: 0,
             usage: Usage::default(),
             usage_source: UsageSource::None,
+            cost_usd: None,
             started_at: cx.clock.now(),
             time_to_first_byte: None,
             duration: Duration::ZERO,

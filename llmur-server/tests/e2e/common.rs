@@ -68,7 +68,8 @@ pub async fn stack_with(extra: &str, more_deployments: &str) -> Stack {
         r#"
 host: 127.0.0.1
 port: 0
-application_secret: e2e-secret
+application_secret: e2e-secret-0123456789abcdef
+database_url: "sqlite::memory:"
 shutdown_grace_secs: 5
 {extra}
 connections:

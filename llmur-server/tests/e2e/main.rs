@@ -7,6 +7,7 @@
     reason = "test helpers outside #[test] functions fail loudly"
 )]
 
+mod admin_flow;
 mod chat;
 mod common;
 mod errors;

@@ -1,0 +1,273 @@
+//! Assembling the application from the configuration: secrets, store, catalog sync,
+//! request-log writer, proxy and admin API.
+//!
+//! Owns: [`App`] and the application-secret rule: a configured secret is used as is; with
+//! none, the embedded SQLite default keeps a generated one in a file beside the database
+//! (so stored key hashes and encrypted provider keys survive restarts); a server database
+//! (Postgres) refuses to start without one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+use llmur_core::{MemoryCatalog, Proxy, RequestLog, Snapshot, Store, UsageSink};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::admin::{self, AdminState, NoUsage};
+use crate::catalog_sync::CatalogSync;
+use crate::config::{Config, redact_url};
+use crate::error::ConfigError;
+use crate::invalidation::RedisInvalidation;
+use crate::log_writer::{LogWriter, LogWriterOptions};
+use crate::security::{Secrets, random_token};
+use crate::usage::RecentLogs;
+
+/// Everything a running server holds.
+#[derive(Debug)]
+pub struct App {
+    /// The proxy service.
+    pub proxy: Proxy,
+    /// `/health`, `/admin/*` and the JSON 404.
+    pub router: Router,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The catalog and its sync.
+    pub sync: Arc<CatalogSync>,
+    /// The request-log writer.
+    pub writer: LogWriter,
+    /// The last request logs, in memory.
+    pub recent: RecentLogs,
+    /// The redacted database URL, for the start-up line.
+    pub database: String,
+    /// Redis pub/sub for catalog changes, when Redis is configured.
+    pub invalidation: Option<Arc<RedisInvalidation>>,
+}
+
+#[derive(Debug, Clone)]
+struct WriteHooks {
+    sync: Arc<CatalogSync>,
+    invalidation: Option<Arc<RedisInvalidation>>,
+}
+
+/// Sends each record to the store writer and the in-memory ring.
+#[derive(Debug, Clone)]
+struct Tee(LogWriter, RecentLogs);
+
+impl UsageSink for Tee {
+    fn record(&self, log: RequestLog) {
+        self.1.record(log.clone());
+        self.0.record(log);
+    }
+}
+
+impl App {
+    /// Connects the store (running migrations), loads the catalog and builds the services.
+    pub async fn build(config: Config) -> Result<Self, ConfigError> {
+        let database_url = config.database_url()?;
+        let database = redact_url(database_url.expose_secret());
+        let secret = application_secret(&config, database_url.expose_secret())?;
+        let secrets = Secrets::new(&secret);
+        let store = crate::db::connect(database_url.expose_secret())
+            .await
+            .map_err(|e| ConfigError::new(format!("cannot open the database {database}: {e}")))?;
+
+        let config = Arc::new(config);
+        let catalog = Arc::new(MemoryCatalog::new(
+            secrets.key_hasher().clone(),
+            Snapshot::new(),
+        ));
+        let sync = Arc::new(CatalogSync::new(
+            store.clone(),
+            secrets.clone(),
+            config.clone(),
+            catalog.clone(),
+        ));
+        sync.refresh()
+            .await
+            .map_err(|e| ConfigError::new(format!("cannot load the catalog: {e}")))?;
+
+        let writer = LogWriter::spawn(store.clone(), LogWriterOptions::default());
+        let recent = RecentLogs::new(10_000);
+        let proxy = Proxy::builder(catalog)
+            .usage_sink(Arc::new(Tee(writer.clone(), recent.clone())))
+            .max_body_bytes(config.max_body_bytes)
+            .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+            .upstream_timeout(Duration::from_secs(config.upstream_timeout_secs))
+            .build()
+            .map_err(|e| ConfigError::new(format!("cannot build the proxy: {e}")))?;
+
+        let master_keys = config
+            .master_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| k.resolve(&format!("master_keys[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let poke = sync.clone();
+        let admin_state = AdminState {
+            store: store.clone(),
+            secrets,
+            master_keys: master_keys.into(),
+            session_ttl: Duration::from_secs(config.session_ttl_hours.saturating_mul(3600)),
+            refuse_private_endpoints: config.refuse_private_endpoints,
+            on_catalog_change: Arc::new(move || poke.poke()),
+            usage: Arc::new(NoUsage),
+        };
+        let invalidation = match config.redis_url()? {
+            Some(url) => {
+                let redis = Arc::new(
+                    RedisInvalidation::new(&url)
+                        .map_err(|e| ConfigError::new(format!("redis_url is not valid: {e}")))?,
+                );
+                Some(redis)
+            }
+            None => None,
+        };
+        let hooks = WriteHooks {
+            sync: sync.clone(),
+            invalidation: invalidation.clone(),
+        };
+        let admin = admin::router(admin_state).layer(middleware::from_fn(
+            move |request: Request, next: Next| {
+                let hooks = hooks.clone();
+                async move { refresh_after_write(hooks, request, next).await }
+            },
+        ));
+        let router = Router::new()
+            .route("/health", axum::routing::get(health))
+            .merge(admin)
+            .fallback(not_found);
+
+        Ok(Self {
+            proxy,
+            router,
+            store,
+            sync,
+            writer,
+            recent,
+            database,
+            invalidation,
+        })
+    }
+}
+
+/// After a successful admin write, the catalog is rebuilt before the answer goes out, so
+/// the change is visible to the proxy on this instance at once; other instances are told
+/// through Redis when it is configured (they poll the change counter anyway).
+async fn refresh_after_write(hooks: WriteHooks, request: Request, next: Next) -> Response {
+    let write = request.method() != Method::GET && request.method() != Method::HEAD;
+    let response = next.run(request).await;
+    if write && response.status().is_success() {
+        let before = hooks.sync.version();
+        if let Err(e) = hooks.sync.refresh().await {
+            tracing::warn!(error = %e, "catalog refresh after an admin write failed; the poller retries");
+            hooks.sync.poke();
+        }
+        let after = hooks.sync.version();
+        if after != before {
+            if let Some(redis) = &hooks.invalidation {
+                redis.publish(after).await;
+            }
+        }
+    }
+    response
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
+}
+
+async fn not_found(request: Request) -> Response {
+    let body = serde_json::json!({"error": {
+        "message": format!("Invalid URL ({} {})", request.method(), request.uri().path()),
+        "type": "invalid_request_error", "param": null, "code": "unknown_url"
+    }});
+    json_response(StatusCode::NOT_FOUND, body.to_string())
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, Body::from(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The application secret to use (see the module docs).
+pub(crate) fn application_secret(
+    config: &Config,
+    database_url: &str,
+) -> Result<SecretString, ConfigError> {
+    if let Some(secret) = &config.application_secret {
+        let secret = secret.resolve("application_secret")?;
+        if secret.expose_secret().len() < 16 {
+            tracing::warn!(
+                "application_secret is shorter than 16 characters; use a long random value"
+            );
+        }
+        return Ok(secret);
+    }
+    if database_url.starts_with("sqlite") && database_url.contains(":memory:") {
+        tracing::warn!("in-memory database without application_secret: using a random one");
+        return Ok(SecretString::from(random_token(48)));
+    }
+    let Some(file) = sqlite_file(database_url) else {
+        return Err(ConfigError::new(
+            "application_secret is required with a server database: it keys virtual-key hashes \
+             and encrypts provider keys, so every instance must share the same one",
+        ));
+    };
+    let path = secret_path(&file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => {
+            tracing::info!(path = %path.display(), "application_secret read from its file");
+            Ok(SecretString::from(text.trim().to_owned()))
+        }
+        _ => {
+            let secret = random_token(48);
+            write_private(&path, &secret).map_err(|e| {
+                ConfigError::new(format!(
+                    "no application_secret configured and cannot keep a generated one in {}: {e}",
+                    path.display()
+                ))
+            })?;
+            tracing::warn!(
+                path = %path.display(),
+                "no application_secret configured: generated one and kept it in this file \
+                 (back it up with the database; set application_secret in production)"
+            );
+            Ok(SecretString::from(secret))
+        }
+    }
+}
+
+/// The file of a `sqlite://` URL; `None` for other databases.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(PathBuf::from(path))
+}
+
+fn secret_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".secret");
+    db.with_file_name(name)
+}
+
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()
+}

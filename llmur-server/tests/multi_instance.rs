@@ -1,0 +1,198 @@
+//! Two `llmur` processes on one PostgreSQL: a key blocked through one is refused by the
+//! other within one second. Also checks that no secret reaches either process's log.
+
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail loudly"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use llmur_server::db::testing::fresh_postgres_database;
+use llmur_testkit::{Flavor, MockServer};
+use serde_json::{Value, json};
+
+const MASTER: &str = "multi-instance-master-key";
+const APP_SECRET: &str = "multi-instance-application-secret-0123";
+const UPSTREAM_KEY: &str = "sk-upstream-multi-instance-secret";
+
+struct Instance {
+    child: Child,
+    base: String,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(database_url: &str) -> Instance {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llmur"))
+        .env("LLMUR_HOST", "127.0.0.1")
+        .env("LLMUR_PORT", "0")
+        .env("LLMUR_DATABASE_URL", database_url)
+        .env("LLMUR_APPLICATION_SECRET", APP_SECRET)
+        .env("LLMUR_MASTER_KEYS", MASTER)
+        .env("LLMUR_LOG_FORMAT", "json")
+        .env("LLMUR_LOG_LEVEL", "debug")
+        .env("LLMUR_CATALOG_REFRESH_MS", "200")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("llmur starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = output.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["message"] == "llmur listening" {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            sink.lock().expect("lock").push(line);
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| {
+            panic!(
+                "llmur did not start; output: {:?}",
+                output.lock().map(|o| o.clone())
+            )
+        });
+    Instance {
+        child,
+        base: format!("http://{addr}"),
+        output,
+    }
+}
+
+async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {
+    let response = http
+        .post(url)
+        .header("X-LLMur-Key", MASTER)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn a_key_blocked_on_one_instance_is_refused_by_the_other_within_a_second() {
+    let (url, _db) = fresh_postgres_database()
+        .await
+        .expect("PostgreSQL reachable");
+    let mock = MockServer::start(Flavor::OpenAi).await.expect("mock");
+    let a = spawn(&url);
+    let b = spawn(&url);
+    let http = reqwest::Client::new();
+
+    let project = post(
+        &http,
+        format!("{}/admin/project", a.base),
+        json!({"name": "p"}),
+    )
+    .await;
+    let connection = post(
+        &http,
+        format!("{}/admin/connection", a.base),
+        json!({"provider": "openai/v1", "model": "m", "api_endpoint": mock.base_url(), "api_key": UPSTREAM_KEY}),
+    )
+    .await;
+    let deployment = post(
+        &http,
+        format!("{}/admin/deployment", a.base),
+        json!({"name": "chat"}),
+    )
+    .await;
+    post(
+        &http,
+        format!("{}/admin/connection-deployment", a.base),
+        json!({"connection_id": connection["id"], "deployment_id": deployment["id"]}),
+    )
+    .await;
+    let key = post(
+        &http,
+        format!("{}/admin/virtual-key", a.base),
+        json!({"project_id": project["id"]}),
+    )
+    .await;
+    let secret = key["key"].as_str().expect("key").to_owned();
+    post(
+        &http,
+        format!("{}/admin/virtual-key-deployment", a.base),
+        json!({"virtual_key_id": key["id"], "deployment_id": deployment["id"]}),
+    )
+    .await;
+
+    let chat = |base: &str| {
+        http.post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    // B learns about the new key by itself.
+    let started = Instant::now();
+    loop {
+        let status = chat(&b.base).await.expect("send").status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "B never saw the new key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let blocked = http
+        .patch(format!(
+            "{}/admin/virtual-key/{}",
+            a.base,
+            key["id"].as_str().expect("id")
+        ))
+        .header("X-LLMur-Key", MASTER)
+        .json(&json!({"blocked": true}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(blocked.status(), 200);
+    let started = Instant::now();
+    assert_eq!(
+        chat(&a.base).await.expect("send").status(),
+        401,
+        "A refuses at once"
+    );
+    loop {
+        let status = chat(&b.base).await.expect("send").status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "B still accepted the blocked key after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    eprintln!("blocked key refused by the other instance after {took:?}");
+
+    for instance in [&a, &b] {
+        let output = instance.output.lock().expect("lock").join("\n");
+        for secret_text in [MASTER, APP_SECRET, UPSTREAM_KEY, secret.as_str()] {
+            assert!(!output.contains(secret_text), "a secret reached the log");
+        }
+    }
+}

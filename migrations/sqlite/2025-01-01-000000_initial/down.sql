@@ -1,0 +1,12 @@
+DROP TABLE request_logs;
+DROP TABLE virtual_key_deployments;
+DROP TABLE virtual_keys;
+DROP TABLE connection_deployments;
+DROP TABLE deployments;
+DROP TABLE connections;
+DROP TABLE invites;
+DROP TABLE memberships;
+DROP TABLE projects;
+DROP TABLE sessions;
+DROP TABLE users;
+DROP TABLE catalog_version;
