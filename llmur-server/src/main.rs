@@ -100,7 +100,7 @@ async fn main() -> ExitCode {
         Command::Serve => {
             if cli.config.is_none() {
                 tracing::info!(
-                    "no --config given: embedded default (SQLite file llmur.db, in-memory counters)"
+                    "no --config given: embedded default (SQLite file llmur.db, no other service needed)"
                 );
             }
             match llmur_server::start(config, shutdown_signal()).await {

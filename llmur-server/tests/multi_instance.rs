@@ -33,8 +33,9 @@ impl Drop for Instance {
     }
 }
 
-fn spawn(database_url: &str) -> Instance {
+fn spawn(database_url: &str, extra: &[(&str, &str)]) -> Instance {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llmur"))
+        .envs(extra.iter().copied())
         .env("LLMUR_HOST", "127.0.0.1")
         .env("LLMUR_PORT", "0")
         .env("LLMUR_DATABASE_URL", database_url)
@@ -42,7 +43,6 @@ fn spawn(database_url: &str) -> Instance {
         .env("LLMUR_MASTER_KEYS", MASTER)
         .env("LLMUR_LOG_FORMAT", "json")
         .env("LLMUR_LOG_LEVEL", "debug")
-        .env("LLMUR_CATALOG_REFRESH_MS", "200")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -90,12 +90,29 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {
 
 #[tokio::test]
 async fn a_key_blocked_on_one_instance_is_refused_by_the_other_within_a_second() {
+    // Without Redis: the other instance polls the change counter.
+    blocked_key_propagates(&[("LLMUR_CATALOG_REFRESH_MS", "200")]).await;
+}
+
+#[tokio::test]
+async fn with_redis_changes_arrive_by_pub_sub() {
+    // Polling every minute: only the Redis message can deliver the change in time.
+    let redis = std::env::var("LLMUR_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    blocked_key_propagates(&[
+        ("LLMUR_CATALOG_REFRESH_MS", "60000"),
+        ("LLMUR_REDIS_URL", redis.as_str()),
+    ])
+    .await;
+}
+
+async fn blocked_key_propagates(extra: &[(&str, &str)]) {
     let (url, _db) = fresh_postgres_database()
         .await
         .expect("PostgreSQL reachable");
     let mock = MockServer::start(Flavor::OpenAi).await.expect("mock");
-    let a = spawn(&url);
-    let b = spawn(&url);
+    let a = spawn(&url, extra);
+    let b = spawn(&url, extra);
     let http = reqwest::Client::new();
 
     let project = post(
