@@ -141,7 +141,8 @@ impl App {
         let router = Router::new()
             .route("/health", axum::routing::get(health))
             .merge(admin)
-            .fallback(not_found);
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed);
 
         Ok(Self {
             proxy,
@@ -188,6 +189,13 @@ async fn not_found(request: Request) -> Response {
         "type": "invalid_request_error", "param": null, "code": "unknown_url"
     }});
     json_response(StatusCode::NOT_FOUND, body.to_string())
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let body = serde_json::json!({"error": format!(
+        "{} is not allowed on {}", request.method(), request.uri().path()
+    )});
+    json_response(StatusCode::METHOD_NOT_ALLOWED, body.to_string())
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {

@@ -134,6 +134,15 @@ async fn wrong_path_and_method() {
     assert_eq!(status, 404);
     let (status, _, _) = raw(s.http().get(format!("{}/admin/nope", s.server.base_url()))).await;
     assert_eq!(status, 404);
+    let response = s
+        .http()
+        .put(format!("{}/admin/user", s.server.base_url()))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 405);
+    let body: serde_json::Value = response.json().await.expect("JSON 405 body");
+    assert!(body["error"].is_string(), "{body}");
 }
 
 #[tokio::test]
