@@ -83,6 +83,7 @@
 mod catalog;
 mod error;
 mod model;
+pub mod pricing;
 pub mod provider;
 mod proxy;
 mod request;

@@ -179,6 +179,8 @@ pub struct Connection {
     pub api_key: SecretString,
     /// The Azure `api-version`, when the provider uses one.
     pub api_version: Option<String>,
+    /// This connection's price; `None` uses the default table for its model.
+    pub price: Option<crate::store::types::Price>,
 }
 
 impl Connection {
@@ -201,6 +203,7 @@ impl Connection {
             model: model.into(),
             api_key,
             api_version: None,
+            price: None,
         }
     }
 
@@ -221,6 +224,7 @@ impl fmt::Debug for Connection {
             .field("model", &self.model)
             .field("api_key", &"[REDACTED]")
             .field("api_version", &self.api_version)
+            .field("price", &self.price)
             .finish()
     }
 }

@@ -148,6 +148,7 @@ pub fn add_store_data(snapshot: &mut Snapshot, data: &CatalogData, secrets: &Sec
             api_key,
         );
         connection.api_version = c.api_version.clone();
+        connection.price = c.price;
         connections.insert(c.id, Arc::new(connection));
     }
     let mut by_deployment: std::collections::HashMap<_, Vec<WeightedConnection>> =

@@ -192,6 +192,7 @@ pub(crate) struct Attempt {
     started: Instant,
     status: u16,
     time_to_first_byte: Option<Duration>,
+    price: Option<crate::store::types::Price>,
     pub(crate) estimated_prompt_tokens: u64,
 }
 
@@ -229,6 +230,9 @@ impl Attempt {
             started: Instant::now(),
             status: 0,
             time_to_first_byte: None,
+            price: connection
+                .price
+                .or_else(|| crate::pricing::default_price(&connection.model)),
             estimated_prompt_tokens: body.estimated_prompt_tokens(),
         }
     }
@@ -252,6 +256,7 @@ impl Attempt {
         self.log.status = self.status;
         self.log.usage = usage;
         self.log.usage_source = usage_source;
+        self.log.cost_usd = self.price.map(|p| crate::pricing::cost(p, usage));
         self.log.error = error;
         self.log.client_disconnected = client_disconnected;
         self.log.time_to_first_byte = self.time_to_first_byte;

@@ -56,6 +56,11 @@ async fn openai_chat_through_a_real_client() {
     assert_eq!(logs[0].usage_source, UsageSource::Reported);
     assert_eq!(logs[0].usage.prompt_tokens, u64::from(usage.prompt_tokens));
     assert_eq!(logs[0].deployment, "gpt-4o-mini");
+    // gpt-4o-mini family from the default price table: $0.15 / $0.60 per 1M tokens.
+    let expected =
+        (f64::from(usage.prompt_tokens) * 0.15 + f64::from(usage.completion_tokens) * 0.60) / 1e6;
+    let cost = logs[0].cost_usd.expect("cost known for gpt-4o-mini");
+    assert!((cost - expected).abs() < 1e-12, "{cost} != {expected}");
 }
 
 #[tokio::test]
