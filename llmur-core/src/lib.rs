@@ -90,6 +90,7 @@ mod request;
 pub mod sse;
 pub mod store;
 mod usage;
+pub mod window;
 
 pub use catalog::{Catalog, KeyHash, KeyHasher, MemoryCatalog, Snapshot, model_not_found};
 pub use error::{Error, ErrorKind, Origin, openai_type_for};
