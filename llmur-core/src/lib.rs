@@ -81,6 +81,7 @@
 #![warn(missing_docs)]
 
 mod catalog;
+pub mod counter;
 mod error;
 mod model;
 pub mod pricing;
