@@ -108,14 +108,14 @@ impl App {
             .enumerate()
             .map(|(i, k)| k.resolve(&format!("master_keys[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
-        let poke = sync.clone();
         let admin_state = AdminState {
             store: store.clone(),
             secrets,
             master_keys: master_keys.into(),
             session_ttl: Duration::from_secs(config.session_ttl_hours.saturating_mul(3600)),
             refuse_private_endpoints: config.refuse_private_endpoints,
-            on_catalog_change: Arc::new(move || poke.poke()),
+            // The write middleware below refreshes (and tells other instances) itself.
+            on_catalog_change: Arc::new(|| {}),
             usage: Arc::new(NoUsage),
         };
         let invalidation = match config.redis_url()? {
@@ -164,15 +164,18 @@ async fn refresh_after_write(hooks: WriteHooks, request: Request, next: Next) ->
     let write = request.method() != Method::GET && request.method() != Method::HEAD;
     let response = next.run(request).await;
     if write && response.status().is_success() {
-        let before = hooks.sync.version();
-        if let Err(e) = hooks.sync.refresh().await {
-            tracing::warn!(error = %e, "catalog refresh after an admin write failed; the poller retries");
-            hooks.sync.poke();
-        }
-        let after = hooks.sync.version();
-        if after != before {
-            if let Some(redis) = &hooks.invalidation {
-                redis.publish(after).await;
+        // Writes that do not touch the catalog (logins, users, memberships) leave the
+        // change counter alone and cost one small query here, not a reload.
+        match hooks.sync.refresh_if_changed().await {
+            Ok(true) => {
+                if let Some(redis) = &hooks.invalidation {
+                    redis.publish(hooks.sync.version()).await;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "catalog refresh after an admin write failed; the poller retries");
+                hooks.sync.poke();
             }
         }
     }

@@ -210,16 +210,14 @@ fn build_connection(c: &ConnectionConfig) -> Result<Connection, ConfigError> {
     Ok(connection)
 }
 
+/// The same endpoint policy as the admin API (`security::check_endpoint`; private ranges
+/// stay allowed here: a config file is written by the operator).
 fn check_endpoint(field: &str, endpoint: &str) -> Result<(), ConfigError> {
-    let uri: http::Uri = endpoint
-        .parse()
-        .map_err(|_| ConfigError::new(format!("{field}.api_endpoint is not a valid URL")))?;
-    match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some() => Ok(()),
-        _ => Err(ConfigError::new(format!(
-            "{field}.api_endpoint must be an http(s) URL with a host"
-        ))),
-    }
+    crate::security::check_endpoint(endpoint, false).map_err(|reason| {
+        ConfigError::new(format!(
+            "{field}.api_endpoint refused (http(s) URLs only, no metadata or link-local hosts): {reason}"
+        ))
+    })
 }
 
 #[cfg(test)]

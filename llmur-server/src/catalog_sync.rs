@@ -96,16 +96,20 @@ impl CatalogSync {
                 () = tokio::time::sleep(interval) => {},
                 () = self.wake.notified() => {},
             }
-            match self.store.catalog_version().await {
-                Ok(v) if v == self.version() => {}
-                Ok(_) => {
-                    if let Err(e) = self.refresh().await {
-                        tracing::warn!(error = %e, "catalog refresh failed; keeping the last one");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the catalog version"),
+            if let Err(e) = self.refresh_if_changed().await {
+                tracing::warn!(error = %e, "catalog refresh failed; keeping the last one");
             }
         }
+    }
+
+    /// Reads the store's change counter and refreshes only when it moved; returns whether
+    /// it did. One small query when nothing changed.
+    pub async fn refresh_if_changed(&self) -> Result<bool, StoreError> {
+        if self.store.catalog_version().await? == self.version() {
+            return Ok(false);
+        }
+        self.refresh().await?;
+        Ok(true)
     }
 
     fn build(&self, data: &CatalogData) -> Snapshot {
