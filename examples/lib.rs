@@ -29,6 +29,8 @@ pub fn example_catalog(upstream: &str) -> Arc<MemoryCatalog> {
         project_id: ProjectId::new_random(),
         alias: "example".into(),
         blocked: false,
+        limits: None,
+        project_limits: None,
     };
     let connection = Connection::new(
         ConnectionId::new_random(),

@@ -237,6 +237,8 @@ mod tests {
             project_id: ProjectId::new_random(),
             alias: "sk-a...".into(),
             blocked: false,
+            limits: None,
+            project_limits: None,
         };
         let private = Deployment::new(
             DeploymentId::new_random(),

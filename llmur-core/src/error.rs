@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 
 /// What went wrong, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,12 @@ pub enum ErrorKind {
     UpstreamUnreachable,
     /// The upstream did not answer in time: 504.
     UpstreamTimeout,
+    /// A request or token limit was reached: 429 `rate_limit_exceeded`.
+    RateLimited,
+    /// A budget limit was reached: 429 `insufficient_quota`.
+    QuotaExceeded,
+    /// The usage counter cannot be reached and the policy is fail-closed: 503.
+    LimiterUnavailable,
     /// A bug or an unexpected state inside llmur: 500.
     Internal,
 }
@@ -55,6 +61,14 @@ pub struct Error {
     param: Option<Cow<'static, str>>,
     code: Option<&'static str>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Rarely set, so boxed to keep `Result<_, Error>` small.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+struct Extra {
+    headers: Vec<(HeaderName, HeaderValue)>,
+    detail: Option<serde_json::Value>,
 }
 
 impl Error {
@@ -66,6 +80,7 @@ impl Error {
             param: None,
             code: None,
             source: None,
+            extra: None,
         }
     }
 
@@ -88,6 +103,28 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
+    }
+
+    /// Adds a header to the error response (e.g. `retry-after`).
+    #[must_use]
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.extra
+            .get_or_insert_default()
+            .headers
+            .push((name, value));
+        self
+    }
+
+    /// Adds machine-readable details, sent as `error.llmur` in the body.
+    #[must_use]
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.extra.get_or_insert_default().detail = Some(detail);
+        self
+    }
+
+    /// The headers the error response carries besides `content-type`.
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        self.extra.as_deref().map_or(&[], |e| e.headers.as_slice())
     }
 
     /// The error's kind.
@@ -115,7 +152,10 @@ impl Error {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::PayloadTooLarge => Origin::Client,
             ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamTimeout => Origin::Upstream,
-            ErrorKind::NoConnection | ErrorKind::Internal => Origin::Internal,
+            ErrorKind::RateLimited | ErrorKind::QuotaExceeded => Origin::Client,
+            ErrorKind::NoConnection | ErrorKind::LimiterUnavailable | ErrorKind::Internal => {
+                Origin::Internal
+            }
         }
     }
 
@@ -133,7 +173,10 @@ impl Error {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::NoConnection => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::RateLimited | ErrorKind::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::NoConnection | ErrorKind::LimiterUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -142,11 +185,25 @@ impl Error {
 
     /// The OpenAI `type` field for this error.
     pub fn openai_type(&self) -> &'static str {
-        openai_type_for(self.status())
+        match self.kind {
+            ErrorKind::QuotaExceeded => "insufficient_quota",
+            _ => openai_type_for(self.status()),
+        }
     }
 
     /// The OpenAI-shaped JSON body: `{"error": {"message", "type", "param", "code"}}`.
     pub fn to_json(&self) -> serde_json::Value {
+        if let Some(detail) = self.extra.as_ref().and_then(|e| e.detail.as_ref()) {
+            return serde_json::json!({
+                "error": {
+                    "message": self.message,
+                    "type": self.openai_type(),
+                    "param": self.param,
+                    "code": self.code,
+                    "llmur": detail,
+                }
+            });
+        }
         serde_json::json!({
             "error": {
                 "message": self.message,
@@ -166,6 +223,9 @@ impl Error {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        for (name, value) in self.headers() {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
         response
     }
 }

@@ -51,6 +51,8 @@
 //!     project_id: ProjectId::new_random(),
 //!     alias: "sk-demo".into(),
 //!     blocked: false,
+//!     limits: None,
+//!     project_limits: None,
 //! };
 //! let connection = Connection::new(
 //!     ConnectionId::new_random(),
@@ -83,6 +85,8 @@
 mod catalog;
 pub mod counter;
 mod error;
+pub mod limits;
+pub mod metrics;
 mod model;
 pub mod pricing;
 pub mod provider;
@@ -102,7 +106,8 @@ pub use model::{
 pub use provider::{AzureOpenAi, OpenAi, Provider};
 pub use proxy::headers;
 pub use proxy::{
-    BoxError, DEFAULT_MAX_BODY_BYTES, Proxy, ProxyBody, ProxyBuilder, ProxyLayer, ProxyService,
+    BoxError, DEFAULT_COMPLETION_TOKENS, DEFAULT_MAX_BODY_BYTES, Proxy, ProxyBody, ProxyBuilder,
+    ProxyLayer, ProxyService,
 };
 pub use request::RequestBody;
 pub use store::{MemoryStore, Store, StoreError, StoreErrorKind, StoreResult};

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::limits::LimitSet;
 use crate::provider::Provider;
 
 macro_rules! uuid_id {
@@ -63,6 +64,10 @@ pub struct VirtualKey {
     pub alias: String,
     /// A blocked key is refused with 401.
     pub blocked: bool,
+    /// The key's own limits (`None`: unlimited).
+    pub limits: Option<Arc<LimitSet>>,
+    /// The limits of the key's project, shared by all its keys (`None`: unlimited).
+    pub project_limits: Option<Arc<LimitSet>>,
 }
 
 /// Who may use a deployment.
@@ -108,6 +113,8 @@ pub struct Deployment {
     pub connections: Vec<WeightedConnection>,
     /// A blocked deployment refuses requests with 403.
     pub blocked: bool,
+    /// The deployment's limits (`None`: unlimited).
+    pub limits: Option<Arc<LimitSet>>,
     cursor: AtomicUsize,
 }
 
@@ -127,8 +134,16 @@ impl Deployment {
             strategy,
             connections,
             blocked: false,
+            limits: None,
             cursor: AtomicUsize::new(0),
         }
+    }
+
+    /// Sets the deployment's limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Option<Arc<LimitSet>>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Marks the deployment blocked (or not).
@@ -181,6 +196,8 @@ pub struct Connection {
     pub api_version: Option<String>,
     /// This connection's price; `None` uses the default table for its model.
     pub price: Option<crate::store::types::Price>,
+    /// The connection's limits (`None`: unlimited).
+    pub limits: Option<Arc<LimitSet>>,
 }
 
 impl Connection {
@@ -204,7 +221,15 @@ impl Connection {
             api_key,
             api_version: None,
             price: None,
+            limits: None,
         }
+    }
+
+    /// Sets the connection's limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Option<Arc<LimitSet>>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets the `api-version` (Azure OpenAI).
@@ -225,6 +250,7 @@ impl fmt::Debug for Connection {
             .field("api_key", &"[REDACTED]")
             .field("api_version", &self.api_version)
             .field("price", &self.price)
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -98,10 +98,11 @@ impl RequestBody {
         self.include_usage == Some(true)
     }
 
-    /// Whether the upstream should be asked for usage on a stream: always, unless the
-    /// client said `include_usage: false` explicitly.
+    /// Whether the upstream should be asked for usage on a stream: always, so tokens are
+    /// counted exactly whatever the client asked; the usage chunk reaches the client only
+    /// when it asked for it ([`client_wants_usage`](Self::client_wants_usage)).
     pub fn force_usage(&self) -> bool {
-        self.stream && self.include_usage != Some(false)
+        self.stream
     }
 
     /// A rough count of prompt tokens (about four bytes a token), used only when the
@@ -235,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn forces_usage_on_streams_and_respects_explicit_false() {
+    fn forces_usage_on_streams_even_when_the_client_said_false() {
         let b = RequestBody::parse(br#"{"model":"d","stream":true}"#).ok();
         let b = b.unwrap_or_else(|| unreachable!());
         assert!(b.force_usage() && !b.client_wants_usage());
@@ -249,7 +250,10 @@ mod tests {
         )
         .ok()
         .unwrap_or_else(|| unreachable!());
-        assert!(!b.force_usage());
+        assert!(b.force_usage() && !b.client_wants_usage());
+        let v = json(&b.encode("m", b.force_usage()));
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream_options"]["x"], 1);
 
         let b = RequestBody::parse(br#"{"model":"d","stream":true,"stream_options":{"x":1}}"#)
             .ok()

@@ -19,7 +19,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use llmur_core::{MemoryCatalog, Proxy, RequestLog, Snapshot, Store, UsageSink};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::admin::{self, AdminState, NoUsage};
+use crate::admin::{self, AdminState, CounterUsage};
 use crate::catalog_sync::CatalogSync;
 use crate::config::{Config, redact_url};
 use crate::error::ConfigError;
@@ -27,6 +27,7 @@ use crate::invalidation::RedisInvalidation;
 use crate::log_writer::{LogWriter, LogWriterOptions};
 use crate::security::{Secrets, random_token};
 use crate::usage::RecentLogs;
+use llmur_core::counter::{FailoverCounter, MemoryCounter, UsageCounter};
 
 /// Everything a running server holds.
 #[derive(Debug)]
@@ -47,6 +48,10 @@ pub struct App {
     pub database: String,
     /// Redis pub/sub for catalog changes, when Redis is configured.
     pub invalidation: Option<Arc<RedisInvalidation>>,
+    /// The usage counter limits are enforced with.
+    pub counter: Arc<dyn UsageCounter>,
+    /// The Redis counter's health, when Redis is configured.
+    pub counter_health: Option<Arc<FailoverCounter>>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,8 +99,12 @@ impl App {
 
         let writer = LogWriter::spawn(store.clone(), LogWriterOptions::default());
         let recent = RecentLogs::new(10_000);
+        let redis_url = config.redis_url()?;
+        let (counter, counter_health) = build_counter(&config, redis_url.as_ref())?;
         let proxy = Proxy::builder(catalog)
             .usage_sink(Arc::new(Tee(writer.clone(), recent.clone())))
+            .usage_counter(counter.clone())
+            .default_completion_tokens(config.rate_limits.default_completion_tokens)
             .max_body_bytes(config.max_body_bytes)
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .upstream_timeout(Duration::from_secs(config.upstream_timeout_secs))
@@ -116,9 +125,12 @@ impl App {
             refuse_private_endpoints: config.refuse_private_endpoints,
             // The write middleware below refreshes (and tells other instances) itself.
             on_catalog_change: Arc::new(|| {}),
-            usage: Arc::new(NoUsage),
+            usage: Arc::new(CounterUsage {
+                counter: counter.clone(),
+                clock: Arc::new(llmur_core::SystemClock),
+            }),
         };
-        let invalidation = match config.redis_url()? {
+        let invalidation = match redis_url {
             Some(url) => {
                 let redis = Arc::new(
                     RedisInvalidation::new(&url)
@@ -138,8 +150,12 @@ impl App {
                 async move { refresh_after_write(hooks, request, next).await }
             },
         ));
+        let health_counter = counter_health.clone();
         let router = Router::new()
-            .route("/health", axum::routing::get(health))
+            .route(
+                "/health",
+                axum::routing::get(move || health(health_counter.clone())),
+            )
             .merge(admin)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed);
@@ -153,8 +169,38 @@ impl App {
             recent,
             database,
             invalidation,
+            counter,
+            counter_health,
         })
     }
+}
+
+/// The counter limits are enforced with: Redis behind timeouts and the configured failure
+/// policy when `redis_url` is set, else the in-memory counter.
+/// The counter the proxy uses, and the failover wrapper when Redis is in play.
+type Counters = (Arc<dyn UsageCounter>, Option<Arc<FailoverCounter>>);
+
+fn build_counter(
+    config: &Config,
+    redis_url: Option<&SecretString>,
+) -> Result<Counters, ConfigError> {
+    let Some(url) = redis_url else {
+        return Ok((Arc::new(MemoryCounter::new()), None));
+    };
+    let limits = &config.rate_limits;
+    let timeout = Duration::from_millis(limits.redis_timeout_ms.max(1));
+    let redis = crate::counter_redis::RedisCounter::connect(
+        url.expose_secret(),
+        crate::counter_redis::RedisCounter::DEFAULT_PREFIX,
+    )
+    .map_err(|e| ConfigError::new(format!("redis_url is not valid for counters: {e}")))?;
+    let failover = Arc::new(FailoverCounter::new(
+        Arc::new(redis),
+        limits.on_redis_failure,
+        timeout,
+        Duration::from_millis(limits.redis_retry_ms),
+    ));
+    Ok((failover.clone(), Some(failover)))
 }
 
 /// After a successful admin write, the catalog is rebuilt before the answer goes out, so
@@ -182,8 +228,20 @@ async fn refresh_after_write(hooks: WriteHooks, request: Request, next: Next) ->
     response
 }
 
-async fn health() -> Response {
-    json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
+/// `GET /health`: `ok`, plus the Redis counter's state when Redis is configured
+/// (`degraded` while it is unreachable; the status code stays 200 under fail-open).
+async fn health(counter: Option<Arc<FailoverCounter>>) -> Response {
+    let body = match counter {
+        None => serde_json::json!({"status": "ok"}),
+        Some(c) => {
+            let status = c.status();
+            serde_json::json!({
+                "status": if status.degraded { "degraded" } else { "ok" },
+                "counter": status,
+            })
+        }
+    };
+    json_response(StatusCode::OK, body.to_string())
 }
 
 async fn not_found(request: Request) -> Response {

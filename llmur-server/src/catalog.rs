@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use llmur_core::limits::LimitSet;
 use llmur_core::{
     AzureOpenAi, Connection, ConnectionId, Deployment, DeploymentId, KeyHasher, OpenAi, ProjectId,
     Snapshot, VirtualKey, VirtualKeyId, WeightedConnection,
@@ -86,21 +87,19 @@ pub fn snapshot_from_config(
                 d.name
             )));
         }
-        snapshot.insert_deployment(Deployment::new(
-            id,
-            d.name.as_str(),
-            d.access,
-            d.strategy,
-            linked,
-        ));
+        snapshot.insert_deployment(
+            Deployment::new(id, d.name.as_str(), d.access, d.strategy, linked)
+                .with_limits(limit_set(&format!("deployments.{}", d.name), &d.limits)?),
+        );
     }
 
-    let mut projects: HashMap<&str, ProjectId> = HashMap::new();
+    let mut projects: HashMap<&str, (ProjectId, Option<Arc<LimitSet>>)> = HashMap::new();
     for p in &config.projects {
-        if projects
-            .insert(&p.name, ProjectId(stable_id("project", &p.name)))
-            .is_some()
-        {
+        let entry = (
+            ProjectId(stable_id("project", &p.name)),
+            limit_set(&format!("projects.{}", p.name), &p.limits)?,
+        );
+        if projects.insert(&p.name, entry).is_some() {
             return Err(ConfigError::new(format!(
                 "projects: the name `{}` is used twice",
                 p.name
@@ -124,12 +123,13 @@ pub fn snapshot_from_config(
                 "{field}: the same key is declared twice"
             )));
         }
-        let project_id = *projects.get(k.project.as_str()).ok_or_else(|| {
-            ConfigError::new(format!(
-                "virtual_keys[{i}]: unknown project `{}`",
-                k.project
-            ))
-        })?;
+        let (project_id, project_limits) =
+            projects.get(k.project.as_str()).cloned().ok_or_else(|| {
+                ConfigError::new(format!(
+                    "virtual_keys[{i}]: unknown project `{}`",
+                    k.project
+                ))
+            })?;
         let id = VirtualKeyId(stable_id("virtual_key", &hash.to_hex()));
         for name in &k.deployments {
             let deployment = deployments.get(name.as_str()).ok_or_else(|| {
@@ -145,6 +145,8 @@ pub fn snapshot_from_config(
                 project_id,
                 alias,
                 blocked: k.blocked,
+                limits: limit_set(&format!("virtual_keys[{i}]"), &k.limits)?,
+                project_limits,
             },
         );
     }
@@ -207,7 +209,28 @@ fn build_connection(c: &ConnectionConfig) -> Result<Connection, ConfigError> {
             connection
         }
     };
+    let mut connection = connection.with_limits(limit_set(&field, c.limits())?);
+    connection.price = c.price();
     Ok(connection)
+}
+
+/// The entity's limits, refusing budgets that are negative or not numbers.
+fn limit_set(
+    field: &str,
+    limits: &llmur_core::store::types::Limits,
+) -> Result<Option<Arc<LimitSet>>, ConfigError> {
+    let b = &limits.budget;
+    let budgets = [b.per_minute, b.per_hour, b.per_day, b.per_week, b.per_month];
+    if budgets
+        .into_iter()
+        .flatten()
+        .any(|c| !c.is_finite() || c < 0.0)
+    {
+        return Err(ConfigError::new(format!(
+            "{field}.limits.budget: budgets must be non-negative numbers (USD)"
+        )));
+    }
+    Ok(LimitSet::from_limits(limits))
 }
 
 /// The same endpoint policy as the admin API (`security::check_endpoint`; private ranges
@@ -250,6 +273,10 @@ mod tests {
             (
                 "projects: [{name: p}]\nvirtual_keys: [{key: short, project: p}]",
                 "at least 8",
+            ),
+            (
+                "projects: [{name: p, limits: {budget: {per_day: -1.0}}}]",
+                "projects.p.limits.budget",
             ),
         ];
         for (extra, want) in cases {

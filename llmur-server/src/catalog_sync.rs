@@ -6,6 +6,7 @@
 //! this instance, and whenever the store's change counter moves (polled every
 //! `catalog_refresh_ms`, so other instances' writes arrive within about that long).
 
+use llmur_core::limits::LimitSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -153,6 +154,7 @@ pub fn add_store_data(snapshot: &mut Snapshot, data: &CatalogData, secrets: &Sec
         );
         connection.api_version = c.api_version.clone();
         connection.price = c.price;
+        connection.limits = LimitSet::from_limits(&c.limits);
         connections.insert(c.id, Arc::new(connection));
     }
     let mut by_deployment: std::collections::HashMap<_, Vec<WeightedConnection>> =
@@ -172,9 +174,15 @@ pub fn add_store_data(snapshot: &mut Snapshot, data: &CatalogData, secrets: &Sec
         let linked = by_deployment.remove(&d.id).unwrap_or_default();
         snapshot.insert_deployment(
             Deployment::new(d.id, d.name.as_str(), d.access, d.strategy, linked)
-                .with_blocked(d.blocked),
+                .with_blocked(d.blocked)
+                .with_limits(LimitSet::from_limits(&d.limits)),
         );
     }
+    let project_limits: std::collections::HashMap<_, _> = data
+        .projects
+        .iter()
+        .filter_map(|p| LimitSet::from_limits(&p.limits).map(|l| (p.id, l)))
+        .collect();
     for k in &data.virtual_keys {
         let Some(hash) = KeyHash::from_hex(&k.key_hash) else {
             tracing::error!(key = %k.id, "virtual key with a malformed hash left out");
@@ -187,6 +195,8 @@ pub fn add_store_data(snapshot: &mut Snapshot, data: &CatalogData, secrets: &Sec
                 project_id: k.project_id,
                 alias: k.alias.clone(),
                 blocked: k.blocked,
+                limits: LimitSet::from_limits(&k.limits),
+                project_limits: project_limits.get(&k.project_id).cloned(),
             },
         );
     }

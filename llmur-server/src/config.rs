@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+use llmur_core::store::types::Limits;
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
@@ -88,6 +89,38 @@ pub struct Config {
     /// Virtual keys declared in the file.
     #[serde(default)]
     pub virtual_keys: Vec<VirtualKeyConfig>,
+    /// How limits are counted and what happens when Redis is unreachable.
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+}
+
+/// Rate-limit counting settings (`rate_limits:` in the file).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// When Redis cannot be reached: `open` (default: count locally per instance and keep
+    /// serving) or `closed` (refuse limited requests with 503).
+    pub on_redis_failure: llmur_core::counter::FailPolicy,
+    /// Milliseconds one Redis counter call may take before the failure policy applies
+    /// (default 50).
+    pub redis_timeout_ms: u64,
+    /// Milliseconds Redis is left alone after a failure before it is tried again
+    /// (default 1000).
+    pub redis_retry_ms: u64,
+    /// Completion tokens reserved for a chat request without `max_tokens` (default 1024);
+    /// the real count replaces it when the answer is in.
+    pub default_completion_tokens: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            on_redis_failure: llmur_core::counter::FailPolicy::Open,
+            redis_timeout_ms: 50,
+            redis_retry_ms: 1_000,
+            default_completion_tokens: llmur_core::DEFAULT_COMPLETION_TOKENS,
+        }
+    }
 }
 
 /// Log line format.
@@ -222,6 +255,12 @@ pub enum ConnectionConfig {
         model: String,
         /// The provider key.
         api_key: Secret,
+        /// USD per million tokens (default: the built-in table for the model).
+        #[serde(default)]
+        price: Option<llmur_core::store::types::Price>,
+        /// Limits on this connection.
+        #[serde(default)]
+        limits: Limits,
     },
     /// `provider: azure/openai`.
     #[serde(rename = "azure/openai")]
@@ -237,6 +276,12 @@ pub enum ConnectionConfig {
         /// A dated `api-version`; absent or `v1` uses the `/openai/v1/` URLs.
         #[serde(default)]
         api_version: Option<String>,
+        /// USD per million tokens (default: the built-in table for the model).
+        #[serde(default)]
+        price: Option<llmur_core::store::types::Price>,
+        /// Limits on this connection.
+        #[serde(default)]
+        limits: Limits,
     },
 }
 
@@ -245,6 +290,24 @@ impl ConnectionConfig {
     pub fn name(&self) -> &str {
         match self {
             ConnectionConfig::OpenAi { name, .. } | ConnectionConfig::Azure { name, .. } => name,
+        }
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        match self {
+            ConnectionConfig::OpenAi { limits, .. } | ConnectionConfig::Azure { limits, .. } => {
+                limits
+            }
+        }
+    }
+
+    /// Its price, when set.
+    pub fn price(&self) -> Option<llmur_core::store::types::Price> {
+        match self {
+            ConnectionConfig::OpenAi { price, .. } | ConnectionConfig::Azure { price, .. } => {
+                *price
+            }
         }
     }
 }
@@ -263,6 +326,9 @@ pub struct DeploymentConfig {
     pub strategy: llmur_core::Strategy,
     /// Its connections, by name, with optional weights.
     pub connections: Vec<DeploymentConnection>,
+    /// Limits on the deployment (all keys together).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A connection of a deployment: a bare name, or `{connection, weight}`.
@@ -287,6 +353,9 @@ pub enum DeploymentConnection {
 pub struct ProjectConfig {
     /// Its name, unique in the file.
     pub name: String,
+    /// Limits on the project (all its keys together).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A virtual key given in full in the file (or via `env:`).
@@ -306,6 +375,9 @@ pub struct VirtualKeyConfig {
     /// Deployments the key may use, by name.
     #[serde(default)]
     pub deployments: Vec<String>,
+    /// Limits on the key.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 fn default_host() -> IpAddr {
@@ -373,7 +445,10 @@ impl Config {
     /// Applies `LLMUR_HOST`, `LLMUR_PORT`, `LLMUR_LOG_LEVEL`, `LLMUR_LOG_FORMAT`,
     /// `LLMUR_APPLICATION_SECRET`, `LLMUR_MASTER_KEYS` (comma-separated),
     /// `LLMUR_MAX_BODY_BYTES`, `LLMUR_CONNECT_TIMEOUT_SECS`, `LLMUR_UPSTREAM_TIMEOUT_SECS`
-    /// and `LLMUR_SHUTDOWN_GRACE_SECS`.
+    /// `LLMUR_SHUTDOWN_GRACE_SECS`, `LLMUR_DATABASE_URL`, `LLMUR_REDIS_URL`,
+    /// `LLMUR_SESSION_TTL_HOURS`, `LLMUR_REFUSE_PRIVATE_ENDPOINTS`,
+    /// `LLMUR_CATALOG_REFRESH_MS`, `LLMUR_RATE_LIMITS_ON_REDIS_FAILURE`,
+    /// `LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS` and `LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
             value
@@ -438,6 +513,24 @@ impl Config {
         }
         if let Some(v) = var("LLMUR_SHUTDOWN_GRACE_SECS") {
             self.shutdown_grace_secs = parse("LLMUR_SHUTDOWN_GRACE_SECS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_RATE_LIMITS_ON_REDIS_FAILURE") {
+            self.rate_limits.on_redis_failure = match v.trim() {
+                "open" => llmur_core::counter::FailPolicy::Open,
+                "closed" => llmur_core::counter::FailPolicy::Closed,
+                other => {
+                    return Err(ConfigError::new(format!(
+                        "LLMUR_RATE_LIMITS_ON_REDIS_FAILURE={other:?} is not valid (open or closed)"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = var("LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS") {
+            self.rate_limits.redis_timeout_ms = parse("LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS") {
+            self.rate_limits.default_completion_tokens =
+                parse("LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS", &v)?;
         }
         Ok(())
     }

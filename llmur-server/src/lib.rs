@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod catalog_sync;
 pub mod cli;
 pub mod config;
+pub mod counter_redis;
 pub mod db;
 pub mod error;
 pub mod invalidation;

@@ -37,6 +37,8 @@ pub struct RunningServer {
     task: JoinHandle<()>,
     logs: RecentLogs,
     store: Arc<dyn Store>,
+    counter: Arc<dyn llmur_core::counter::UsageCounter>,
+    counter_health: Option<Arc<llmur_core::counter::FailoverCounter>>,
 }
 
 impl RunningServer {
@@ -48,6 +50,16 @@ impl RunningServer {
     /// `http://ADDR`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The usage counter limits are enforced with.
+    pub fn counter(&self) -> &Arc<dyn llmur_core::counter::UsageCounter> {
+        &self.counter
+    }
+
+    /// The Redis counter's health, when Redis is configured.
+    pub fn counter_status(&self) -> Option<llmur_core::counter::FailoverStatus> {
+        self.counter_health.as_ref().map(|c| c.status())
     }
 
     /// The store behind the admin API.
@@ -141,6 +153,8 @@ pub async fn start(
         task,
         logs: app.recent.clone(),
         store: app.store.clone(),
+        counter: app.counter.clone(),
+        counter_health: app.counter_health.clone(),
     })
 }
 

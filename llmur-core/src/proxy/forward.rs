@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::headers::downstream_headers;
+use super::limits::{Admit, Charge, Limiter, refusal_error, settle_unused};
 use super::stream::SseRelay;
 use crate::error::{Error, ErrorKind};
 use crate::model::{Connection, Deployment, VirtualKey};
@@ -69,12 +70,25 @@ pub(crate) struct Context<'a> {
     pub(crate) upstream: &'a Upstream,
     pub(crate) sink: &'a Arc<dyn UsageSink>,
     pub(crate) clock: &'a Arc<dyn Clock>,
+    pub(crate) limiter: &'a Limiter,
+    /// Time spent waiting for upstreams, added up over attempts (nanoseconds).
+    pub(crate) upstream_nanos: &'a std::sync::atomic::AtomicU64,
     pub(crate) request_id: &'a HeaderValue,
     pub(crate) key: &'a VirtualKey,
     pub(crate) endpoint: Endpoint,
 }
 
-/// Tries the deployment's connections in round-robin order.
+impl Context<'_> {
+    fn add_upstream_time(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.upstream_nanos
+            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Tries the deployment's connections in round-robin order, each after reserving room on
+/// every limit the request touches (the key, project and deployment once; each
+/// connection as it is tried).
 pub(crate) async fn forward(
     cx: &Context<'_>,
     deployment: &Deployment,
@@ -82,22 +96,64 @@ pub(crate) async fn forward(
     headers: &HeaderMap,
 ) -> Result<Response<ProxyBody>, Error> {
     let mut last = None;
+    let mut refused = None;
+    let mut client = None;
+    let estimate = cx.limiter.estimate(body, cx.endpoint);
     for connection in deployment.candidates() {
-        let attempt = Attempt::start(cx, deployment, connection, body);
+        let now_ms = unix_ms(cx.clock.now());
+        let admit = cx.limiter.admit(
+            now_ms,
+            cx.key,
+            deployment,
+            connection,
+            estimate,
+            client.take(),
+        );
+        let charge = match admit.await {
+            Ok(Admit::Go(charge)) => charge,
+            Ok(Admit::ConnectionFull(refusal, back)) => {
+                client = back;
+                refused = Some(refusal);
+                continue;
+            }
+            Err(e) => {
+                release(cx, client);
+                return Err(e);
+            }
+        };
+        let limit_headers = charge.headers(now_ms);
+        let mut attempt = Attempt::start(cx, deployment, connection, body, charge);
         let call = Call {
             endpoint: cx.endpoint,
             body,
             connection,
             headers,
         };
-        let request = connection.provider.encode(&call)?;
-        match cx.upstream.send(request).await {
+        let request = match connection.provider.encode(&call) {
+            Ok(request) => request,
+            Err(e) => {
+                attempt.fail(&e);
+                return Err(e);
+            }
+        };
+        let waited = Instant::now();
+        let sent = cx.upstream.send(request).await;
+        cx.add_upstream_time(waited.elapsed());
+        match sent {
             Ok(response) => {
-                return respond(cx, deployment, connection, body, response, attempt).await;
+                let mut response =
+                    respond(cx, deployment, connection, body, response, attempt).await?;
+                for (name, value) in limit_headers {
+                    response.headers_mut().insert(name, value);
+                }
+                return Ok(response);
             }
             Err(e) => {
                 tracing::warn!(connection = %connection.id, error = %e, "upstream attempt failed");
                 let retry = e.is_retryable();
+                if retry {
+                    client = attempt.take_client();
+                }
                 attempt.fail(&e);
                 if !retry {
                     return Err(e);
@@ -106,16 +162,32 @@ pub(crate) async fn forward(
             }
         }
     }
-    Err(last.unwrap_or_else(|| {
-        Error::new(
+    release(cx, client);
+    Err(match (last, refused) {
+        (Some(e), _) => e,
+        (None, Some(refusal)) => refusal_error(&refusal),
+        (None, None) => Error::new(
             ErrorKind::NoConnection,
             format!(
                 "the deployment `{}` has no connection to serve it",
                 deployment.name
             ),
         )
-        .with_code("no_connection")
-    }))
+        .with_code("no_connection"),
+    })
+}
+
+/// Settles client-level parts no attempt carried to the end: the request counts, no
+/// tokens or cost.
+fn release(cx: &Context<'_>, client: Option<crate::counter::Reservation>) {
+    if let Some(client) = client {
+        settle_unused(cx.limiter.counter.clone(), client);
+    }
+}
+
+fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn respond(
@@ -145,7 +217,10 @@ async fn respond(
             .upstream
             .timeout
             .saturating_sub(attempt.started.elapsed());
-        let bytes = match tokio::time::timeout(remaining, response.bytes()).await {
+        let waited = Instant::now();
+        let read = tokio::time::timeout(remaining, response.bytes()).await;
+        cx.add_upstream_time(waited.elapsed());
+        let bytes = match read {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => {
                 let e = transport_error(e);
@@ -193,6 +268,7 @@ pub(crate) struct Attempt {
     status: u16,
     time_to_first_byte: Option<Duration>,
     price: Option<crate::store::types::Price>,
+    charge: Option<Charge>,
     pub(crate) estimated_prompt_tokens: u64,
 }
 
@@ -202,6 +278,7 @@ impl Attempt {
         deployment: &Deployment,
         connection: &Connection,
         body: &RequestBody,
+        charge: Charge,
     ) -> Self {
         let log = RequestLog {
             id: uuid::Uuid::new_v4(),
@@ -233,8 +310,14 @@ impl Attempt {
             price: connection
                 .price
                 .or_else(|| crate::pricing::default_price(&connection.model)),
+            charge: Some(charge),
             estimated_prompt_tokens: body.estimated_prompt_tokens(),
         }
+    }
+
+    /// The key, project and deployment reservation, to carry to the next connection.
+    fn take_client(&mut self) -> Option<crate::counter::Reservation> {
+        self.charge.as_mut().and_then(Charge::take_client)
     }
 
     fn fail(self, error: &Error) {
@@ -257,6 +340,10 @@ impl Attempt {
         self.log.usage = usage;
         self.log.usage_source = usage_source;
         self.log.cost_usd = self.price.map(|p| crate::pricing::cost(p, usage));
+        if let Some(charge) = self.charge.take() {
+            let cost_micros = self.log.cost_usd.map_or(0, crate::limits::usd_to_micros);
+            charge.settle(usage, cost_micros);
+        }
         self.log.error = error;
         self.log.client_disconnected = client_disconnected;
         self.log.time_to_first_byte = self.time_to_first_byte;

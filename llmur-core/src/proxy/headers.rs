@@ -10,6 +10,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 /// The request-id header, accepted from the client or generated, always returned.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The upstream's own request id, returned under this name.
+/// Milliseconds spent in llmur for the request, excluding the wait for the upstream.
+pub static OVERHEAD_MS: HeaderName = HeaderName::from_static("x-llmur-overhead-ms");
+/// The upstream's own request id, passed back to the client.
 pub static UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 const HOP_BY_HOP: &[&str] = &[

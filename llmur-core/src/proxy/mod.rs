@@ -9,6 +9,7 @@ mod body;
 mod forward;
 pub mod headers;
 mod layer;
+mod limits;
 mod stream;
 
 use std::convert::Infallible;
@@ -26,13 +27,16 @@ use http_body_util::{BodyExt, Limited};
 
 pub use body::ProxyBody;
 pub use layer::{ProxyLayer, ProxyService};
+pub use limits::DEFAULT_COMPLETION_TOKENS;
 
 use crate::catalog::Catalog;
+use crate::counter::{MemoryCounter, UsageCounter};
 use crate::error::{Error, ErrorKind};
 use crate::model::VirtualKey;
 use crate::request::RequestBody;
 use crate::usage::{Clock, Endpoint, SystemClock, UsageSink};
 use forward::Upstream;
+use limits::Limiter;
 
 /// A boxed error, as bodies and services exchange them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -51,6 +55,8 @@ struct Shared {
     sink: Arc<dyn UsageSink>,
     clock: Arc<dyn Clock>,
     upstream: Upstream,
+    limiter: Limiter,
+    overhead: crate::metrics::Histogram,
     max_body_bytes: usize,
 }
 
@@ -70,6 +76,8 @@ pub struct ProxyBuilder {
     catalog: Arc<dyn Catalog>,
     sink: Arc<dyn UsageSink>,
     clock: Arc<dyn Clock>,
+    counter: Arc<dyn UsageCounter>,
+    completion_default: u64,
     max_body_bytes: usize,
     connect_timeout: Duration,
     timeout: Duration,
@@ -95,6 +103,22 @@ impl ProxyBuilder {
     /// The wall clock (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The usage counter that enforces limits (default: a [`MemoryCounter`], exact within
+    /// this process). Wrap a shared counter in a
+    /// [`FailoverCounter`](crate::counter::FailoverCounter) for timeouts and a fallback.
+    pub fn usage_counter(mut self, counter: Arc<dyn UsageCounter>) -> Self {
+        self.counter = counter;
+        self
+    }
+
+    /// Completion tokens reserved against token and budget limits for a chat request
+    /// without `max_tokens`/`max_completion_tokens` (default
+    /// [`DEFAULT_COMPLETION_TOKENS`]); the settle corrects it to the real count.
+    pub fn default_completion_tokens(mut self, tokens: u64) -> Self {
+        self.completion_default = tokens;
         self
     }
 
@@ -149,6 +173,11 @@ impl ProxyBuilder {
                     client,
                     timeout: self.timeout,
                 },
+                limiter: Limiter {
+                    counter: self.counter,
+                    completion_default: self.completion_default,
+                },
+                overhead: crate::metrics::Histogram::new(),
                 max_body_bytes: self.max_body_bytes,
             }),
         })
@@ -167,11 +196,19 @@ impl Proxy {
             catalog,
             sink: Arc::new(()),
             clock: Arc::new(SystemClock),
+            counter: Arc::new(MemoryCounter::new()),
+            completion_default: limits::DEFAULT_COMPLETION_TOKENS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(600),
             client: None,
         }
+    }
+
+    /// Time spent in llmur per request, excluding the wait for upstreams (also sent to the
+    /// client as `x-llmur-overhead-ms`).
+    pub fn overhead(&self) -> &crate::metrics::Histogram {
+        &self.shared.overhead
     }
 
     /// A layer that sends `/v1/*` to this proxy and everything else to the inner service.
@@ -188,17 +225,22 @@ impl Proxy {
         B: Body,
         B::Error: Into<BoxError>,
     {
+        let started = std::time::Instant::now();
+        let upstream_nanos = std::sync::atomic::AtomicU64::new(0);
         let request_id = headers::request_id(request.headers());
-        let mut response = match self.dispatch(request, &request_id).await {
+        let mut response = match self.dispatch(request, &request_id, &upstream_nanos).await {
             Ok(response) => response,
             Err(error) => {
                 tracing::debug!(error = %error, status = %error.status(), "request refused");
                 error.to_response().map(ProxyBody::full)
             }
         };
-        response
-            .headers_mut()
-            .insert(headers::REQUEST_ID.clone(), request_id);
+        let upstream = Duration::from_nanos(upstream_nanos.into_inner());
+        let overhead = started.elapsed().saturating_sub(upstream);
+        self.shared.overhead.record(overhead);
+        let response_headers = response.headers_mut();
+        response_headers.insert(headers::REQUEST_ID.clone(), request_id);
+        response_headers.insert(headers::OVERHEAD_MS.clone(), overhead_value(overhead));
         response
     }
 
@@ -206,6 +248,7 @@ impl Proxy {
         &self,
         request: Request<B>,
         request_id: &HeaderValue,
+        upstream_nanos: &std::sync::atomic::AtomicU64,
     ) -> Result<Response<ProxyBody>, Error>
     where
         B: Body,
@@ -227,12 +270,21 @@ impl Proxy {
             upstream: &shared.upstream,
             sink: &shared.sink,
             clock: &shared.clock,
+            limiter: &shared.limiter,
+            upstream_nanos,
             request_id,
             key: &key,
             endpoint,
         };
         forward::forward(&cx, &deployment, &parsed, &forwarded).await
     }
+}
+
+/// Milliseconds with microsecond precision (`0.142`).
+fn overhead_value(d: Duration) -> HeaderValue {
+    let micros = d.as_micros();
+    let text = format!("{}.{:03}", micros / 1_000, micros % 1_000);
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 fn route(method: &Method, path: &str) -> Result<Route, Error> {

@@ -124,6 +124,7 @@ pub struct Windows<T> {
 
 /// Request, token and budget limits of one entity (project, deployment, connection, key).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Requests per window.
     #[serde(default)]

@@ -8,7 +8,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use llmur_core::counter::{Bucket, Level, Metric, UsageCounter};
 use llmur_core::store::types::StoredDeployment;
+use llmur_core::window::Window;
 use llmur_core::{Access, DeploymentId, StoreErrorKind, VirtualKeyId};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -46,29 +48,79 @@ pub struct WindowUsage {
     pub cost_usd: [f64; 5],
 }
 
-/// Where `/admin/graph` reads usage from (the rate limiter's counters, in the server).
+/// Where `/admin/graph` reads usage from ([`CounterUsage`]: the rate limiter's counters).
 /// Implemented for closures `Fn(UsageLevel, Uuid) -> WindowUsage`.
+#[async_trait::async_trait]
 pub trait UsageView: Send + Sync {
     /// The usage of entity `id` at `level` in the current windows.
-    fn usage(&self, level: UsageLevel, id: Uuid) -> WindowUsage;
+    async fn usage(&self, level: UsageLevel, id: Uuid) -> WindowUsage;
 }
 
 /// Usage is not tracked: every figure is zero.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoUsage;
 
+#[async_trait::async_trait]
 impl UsageView for NoUsage {
-    fn usage(&self, _level: UsageLevel, _id: Uuid) -> WindowUsage {
+    async fn usage(&self, _level: UsageLevel, _id: Uuid) -> WindowUsage {
         WindowUsage::default()
     }
 }
 
+#[async_trait::async_trait]
 impl<F> UsageView for F
 where
     F: Fn(UsageLevel, Uuid) -> WindowUsage + Send + Sync,
 {
-    fn usage(&self, level: UsageLevel, id: Uuid) -> WindowUsage {
+    async fn usage(&self, level: UsageLevel, id: Uuid) -> WindowUsage {
         self(level, id)
+    }
+}
+
+/// Usage read from the proxy's [`UsageCounter`]: every bucket, limited or not, in the
+/// windows containing now. Buckets without a limit are not counted by the proxy and read
+/// 0; a counter that cannot be reached reads 0 too (the failure is logged by the counter).
+#[derive(Debug, Clone)]
+pub struct CounterUsage {
+    /// The counter the proxy reserves on.
+    pub counter: std::sync::Arc<dyn UsageCounter>,
+    /// The clock windows are read at.
+    pub clock: std::sync::Arc<dyn llmur_core::Clock>,
+}
+
+#[async_trait::async_trait]
+impl UsageView for CounterUsage {
+    async fn usage(&self, level: UsageLevel, id: Uuid) -> WindowUsage {
+        let now_ms = self
+            .clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let level = match level {
+            UsageLevel::VirtualKey => Level::VirtualKey,
+            UsageLevel::Project => Level::Project,
+            UsageLevel::Deployment => Level::Deployment,
+            UsageLevel::Connection => Level::Connection,
+        };
+        let mut out = WindowUsage::default();
+        for (i, window) in Window::ALL.into_iter().enumerate() {
+            for metric in [Metric::Requests, Metric::Tokens, Metric::CostMicros] {
+                let bucket = Bucket {
+                    level,
+                    id,
+                    metric,
+                    window,
+                };
+                let used = self.counter.usage(bucket, now_ms).await.unwrap_or(0);
+                match metric {
+                    Metric::Requests => out.requests[i] = used,
+                    Metric::Tokens => out.tokens[i] = used,
+                    // Micro-USD to USD for display.
+                    Metric::CostMicros => out.cost_usd[i] = used as f64 / 1_000_000.0,
+                }
+            }
+        }
+        out
     }
 }
 
@@ -248,7 +300,7 @@ pub(crate) async fn graph(
             format!("deployment {} has no connection", dep.name),
         ));
     }
-    let usage = |level, id| UsageOut::from(state.usage.usage(level, id));
+    let usage = async |level, id| UsageOut::from(state.usage.usage(level, id).await);
     let mut connections = Vec::with_capacity(links.len());
     for link in links {
         let c = store.get_connection(link.connection_id).await?;
@@ -259,7 +311,7 @@ pub(crate) async fn graph(
             api_endpoint: c.api_endpoint,
             weight: link.weight,
             limits: c.limits.into(),
-            usage: usage(UsageLevel::Connection, c.id.0),
+            usage: usage(UsageLevel::Connection, c.id.0).await,
         });
     }
     let key_may_use = dep.access == Access::Public
@@ -274,19 +326,19 @@ pub(crate) async fn graph(
             alias: vk.alias,
             blocked: vk.blocked,
             limits: vk.limits.into(),
-            usage: usage(UsageLevel::VirtualKey, vk.id.0),
+            usage: usage(UsageLevel::VirtualKey, vk.id.0).await,
         },
         deployment: GraphNamed {
             id: dep.id.0,
             name: dep.name,
             limits: dep.limits.into(),
-            usage: usage(UsageLevel::Deployment, dep.id.0),
+            usage: usage(UsageLevel::Deployment, dep.id.0).await,
         },
         project: GraphNamed {
             id: project.id.0,
             name: project.name,
             limits: project.limits.into(),
-            usage: usage(UsageLevel::Project, project.id.0),
+            usage: usage(UsageLevel::Project, project.id.0).await,
         },
         connections,
         key_may_use,

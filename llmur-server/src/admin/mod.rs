@@ -69,7 +69,7 @@ use utoipa_axum::routes;
 use crate::security::Secrets;
 
 pub use auth::{MASTER_KEY_HEADER, SESSION_HEADER};
-pub use graph::{NoUsage, UsageLevel, UsageView, WindowUsage};
+pub use graph::{CounterUsage, NoUsage, UsageLevel, UsageView, WindowUsage};
 
 /// Everything the admin handlers need. Cheap to clone (everything behind `Arc` or small).
 #[derive(Clone)]

@@ -144,6 +144,61 @@ async fn run_flow(database_url: &str) {
     assert_eq!(answer.model, "chat");
     assert_eq!(mock.requests()[0].json()["model"], "gpt-4o-mini-2024-07-18");
 
+    // Limits set through the API apply at once; /admin/graph shows the live usage.
+    let key_id = key["id"].as_str().expect("id").to_owned();
+    let (status, _) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/admin/virtual-key/{key_id}"),
+            me,
+            Some(json!({"request_limits": {"requests_per_day": 2}, "token_limits": {"tokens_per_month": 100000}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    mock.set_script(llmur_testkit::Script::new().usage(9, 3));
+    let chat = |secret: String| {
+        let http = admin.http.clone();
+        let url = format!("{}/v1/chat/completions", server.base_url());
+        async move {
+            http.post(url)
+                .bearer_auth(secret)
+                .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .expect("send")
+        }
+    };
+    for remaining in ["1", "0"] {
+        let response = chat(secret.clone()).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["x-ratelimit-remaining-requests"],
+            remaining
+        );
+    }
+    let refused = chat(secret.clone()).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let graph_path = format!("/admin/graph/{key_id}/chat");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, graph) = admin
+            .call(reqwest::Method::GET, &graph_path, me, None)
+            .await;
+        assert_eq!(status, 200);
+        let usage = &graph["virtual_key"]["usage"];
+        assert_eq!(usage["requests"]["day"], 2, "{graph}");
+        if usage["tokens"]["month"] == 24 {
+            assert_eq!(
+                usage["requests"]["minute"], 0,
+                "unlimited buckets are not counted"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{graph}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     // Blocking the key takes effect at once on this instance.
     let (status, _) = admin
         .call(

@@ -224,3 +224,33 @@ async fn health() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.expect("text"), r#"{"status":"ok"}"#);
 }
+
+#[tokio::test]
+async fn overhead_header_excludes_the_upstream_wait() {
+    let s = stack("").await;
+    s.openai.set_script(
+        llmur_testkit::Script::new().latency(llmur_testkit::Latency::Fixed(
+            std::time::Duration::from_millis(300),
+        )),
+    );
+    let response = s
+        .post_chat(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let overhead: f64 = response.headers()["x-llmur-overhead-ms"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("milliseconds");
+    // The upstream took 300 ms; llmur's own share is a small fraction of it.
+    assert!((0.0..250.0).contains(&overhead), "overhead {overhead} ms");
+    // Refusals carry it too.
+    let refused = s
+        .http()
+        .get(format!("{}/models", s.v1()))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().contains_key("x-llmur-overhead-ms"));
+}

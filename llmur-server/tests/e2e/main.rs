@@ -11,4 +11,5 @@ mod admin_flow;
 mod chat;
 mod common;
 mod errors;
+mod limits;
 mod streaming;

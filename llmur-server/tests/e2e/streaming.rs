@@ -79,18 +79,22 @@ async fn usage_chunk_is_forced_upstream_and_hidden_unless_asked() {
 }
 
 #[tokio::test]
-async fn explicit_include_usage_false_is_respected() {
+async fn explicit_include_usage_false_hides_usage_but_counts_it_exactly() {
     let s = stack("").await;
-    s.openai.set_script(Script::new().chunks(3));
+    s.openai.set_script(Script::new().chunks(3).usage(7, 3));
     let chunks = sdk_stream(&s, "gpt-4o-mini", Some(false)).await;
     assert!(chunks.iter().all(|c| c.usage.is_none()));
     assert_eq!(
         s.openai.requests()[0].json()["stream_options"]["include_usage"],
-        false
+        true,
+        "the upstream is always asked, so tokens are exact"
     );
     let logs = s.server.wait_for_logs(1, WAIT).await;
-    assert_eq!(logs[0].usage_source, UsageSource::Estimated);
-    assert_eq!(logs[0].usage.completion_tokens, 3);
+    assert_eq!(logs[0].usage_source, UsageSource::Reported);
+    assert_eq!(
+        (logs[0].usage.prompt_tokens, logs[0].usage.completion_tokens),
+        (7, 3)
+    );
 }
 
 #[tokio::test]

@@ -20,6 +20,8 @@
 //!
 //! or one `#[tokio::test]` per check with [`store_conformance_tests!`](crate::store_conformance_tests).
 //!
+//! [`counter`] holds the separate suite every `UsageCounter` runs (in-memory, Redis).
+//!
 //! # The contract, as checked
 //!
 //! Beyond the doc comment of `llmur_core::store`, the checks pin down:
@@ -50,6 +52,7 @@
 //! - **Concurrency**: concurrent creates are atomic — of ten users with one email exactly
 //!   one is created, the others fail with `Conflict`.
 
+pub mod counter;
 pub mod fixtures;
 pub mod store;
 

@@ -1,124 +1,22 @@
-//! Usage counters for rate limits: reserve on every bucket at once, settle later.
-//!
-//! Owns: the [`UsageCounter`] contract and [`MemoryCounter`], its in-memory
-//! implementation. A request touches many buckets (key, project, deployment, connection ×
-//! requests/tokens/cost × window); [`UsageCounter::reserve`] admits it only if *every*
-//! bucket has room for its amount, and then adds all amounts atomically — exactly the limit
-//! is admitted, never limit + 1. [`UsageCounter::settle`] replaces the reserved amounts
-//! with the real ones in the windows they were reserved in (a refund is never larger than
-//! the reservation). Cost is counted in micro-USD so sums are exact.
-//!
-//! Not wired into the proxy yet: the limits work builds on this contract (and adds a Redis
-//! implementation running one Lua script per reserve).
+//! The in-memory [`UsageCounter`]: exact within one process (the embedded default).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::window::Window;
+use super::{Ask, Bucket, CounterError, Decision, Part, Refusal, Reservation, UsageCounter};
 
-/// Which entity a bucket belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    /// A virtual key.
-    VirtualKey,
-    /// A project.
-    Project,
-    /// A deployment.
-    Deployment,
-    /// A connection.
-    Connection,
-}
+/// How long a finished window is kept so late settles (long streams) still find it.
+pub const SETTLE_GRACE_MS: i64 = 10 * 60_000;
 
-/// What a bucket counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// Requests.
-    Requests,
-    /// Input plus output tokens.
-    Tokens,
-    /// Cost in micro-USD.
-    CostMicros,
-}
-
-/// One counter: an entity, a metric and a window kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Bucket {
-    /// The entity's level.
-    pub level: Level,
-    /// The entity's id.
-    pub id: Uuid,
-    /// What is counted.
-    pub metric: Metric,
-    /// The window kind.
-    pub window: Window,
-}
-
-/// Room asked for in one bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ask {
-    /// The bucket.
-    pub bucket: Bucket,
-    /// Its limit for the window.
-    pub limit: u64,
-    /// The amount to reserve.
-    pub amount: u64,
-}
-
-/// What was reserved, to be settled later.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    /// Per ask, in order: bucket, window start (Unix ms) and reserved amount.
-    pub parts: Vec<(Bucket, i64, u64)>,
-}
-
-/// Why a reservation was refused: the first bucket without room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
-    /// The bucket.
-    pub bucket: Bucket,
-    /// Its limit.
-    pub limit: u64,
-    /// What it had used.
-    pub used: u64,
-    /// When its window ends (Unix ms): the earliest the request could succeed.
-    pub resets_at: i64,
-}
-
-/// The answer to a reserve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Every bucket had room; all amounts were added.
-    Admitted(Reservation),
-    /// At least one bucket had no room; nothing was added.
-    Refused(Refusal),
-}
-
-/// A counter backend failure (e.g. Redis unreachable).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("usage counter unavailable: {0}")]
-pub struct CounterError(pub String);
-
-/// Atomic multi-bucket reservation with a later settle.
-#[async_trait]
-pub trait UsageCounter: Send + Sync + std::fmt::Debug + 'static {
-    /// Admits all of `asks` or none, at `now_ms` (the counter's time for window math).
-    async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError>;
-    /// Replaces each reserved amount with `actual[i]` (same order as the reservation).
-    async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError>;
-    /// The current usage of `bucket` in the window containing `now_ms`.
-    async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError>;
-}
-
-/// The in-memory counter: exact within one process.
+/// The in-memory counter: exact within one process. Finished windows are dropped once a
+/// minute (of the callers' time), [`SETTLE_GRACE_MS`] after they end.
 #[derive(Debug, Default)]
 pub struct MemoryCounter {
     counts: Mutex<HashMap<(Bucket, i64), u64>>,
+    next_prune_ms: AtomicI64,
 }
 
 impl MemoryCounter {
@@ -138,6 +36,11 @@ impl MemoryCounter {
 impl UsageCounter for MemoryCounter {
     async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if now_ms >= self.next_prune_ms.load(Ordering::Relaxed) {
+            self.next_prune_ms.store(now_ms + 60_000, Ordering::Relaxed);
+            counts
+                .retain(|(bucket, start), _| bucket.window.end(*start) + SETTLE_GRACE_MS > now_ms);
+        }
         for ask in asks {
             let start = ask.bucket.window.start(now_ms);
             let used = counts.get(&(ask.bucket, start)).copied().unwrap_or(0);
@@ -146,7 +49,9 @@ impl UsageCounter for MemoryCounter {
                     bucket: ask.bucket,
                     limit: ask.limit,
                     used,
+                    amount: ask.amount,
                     resets_at: ask.bucket.window.end(now_ms),
+                    now_ms,
                 }));
             }
         }
@@ -155,18 +60,30 @@ impl UsageCounter for MemoryCounter {
             let start = ask.bucket.window.start(now_ms);
             let used = counts.entry((ask.bucket, start)).or_insert(0);
             *used = used.saturating_add(ask.amount);
-            parts.push((ask.bucket, start, ask.amount));
+            parts.push(Part {
+                bucket: ask.bucket,
+                window_start: start,
+                resets_at: ask.bucket.window.end(now_ms),
+                amount: ask.amount,
+                limit: ask.limit,
+                used: *used,
+            });
         }
-        Ok(Decision::Admitted(Reservation { parts }))
+        Ok(Decision::Admitted(Reservation {
+            parts,
+            fallback: false,
+        }))
     }
 
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        for (i, (bucket, start, reserved)) in reservation.parts.iter().enumerate() {
-            let real = actual.get(i).copied().unwrap_or(*reserved);
-            let used = counts.entry((*bucket, *start)).or_insert(0);
-            // Never refund more than this reservation added.
-            *used = used.saturating_sub(*reserved).saturating_add(real);
+        for (i, part) in reservation.parts.iter().enumerate() {
+            let real = actual.get(i).copied().unwrap_or(part.amount);
+            // A window already pruned stays gone.
+            if let Some(used) = counts.get_mut(&(part.bucket, part.window_start)) {
+                // Never refund more than this reservation added.
+                *used = used.saturating_sub(part.amount).saturating_add(real);
+            }
         }
         Ok(())
     }
@@ -183,6 +100,9 @@ impl UsageCounter for MemoryCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counter::{Level, Metric};
+    use crate::window::Window;
+    use uuid::Uuid;
 
     fn bucket(level: Level, metric: Metric, window: Window) -> Bucket {
         Bucket {

@@ -1,0 +1,296 @@
+//! A shared counter with a time limit on every call and a local fallback.
+//!
+//! Owns: [`FailoverCounter`] and [`FailPolicy`]. Every call to the primary (Redis) has a
+//! short timeout, so a dead or hung primary never holds a request longer than that. On a
+//! failure the primary is skipped for a short pause, then tried again on the next call:
+//! recovery is automatic. While it is down, `FailPolicy::Open` counts in a local
+//! [`MemoryCounter`] (exact per instance) and `FailPolicy::Closed` refuses.
+//! Each switch to degraded mode is logged once and counted
+//! ([`FailoverStatus::degradations`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{Bucket, CounterError, Decision, MemoryCounter, Reservation, UsageCounter};
+use crate::counter::Ask;
+
+/// What to do when the shared counter cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailPolicy {
+    /// Keep serving, counting in a local in-memory counter per instance (the default).
+    #[default]
+    Open,
+    /// Refuse requests that have limits (503) until the counter is back.
+    Closed,
+}
+
+/// A snapshot of a [`FailoverCounter`]'s health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FailoverStatus {
+    /// Whether the last call to the primary failed.
+    pub degraded: bool,
+    /// How many times the counter switched from healthy to degraded.
+    pub degradations: u64,
+    /// Primary calls that failed or timed out.
+    pub failures: u64,
+    /// The policy in force.
+    pub policy: FailPolicy,
+}
+
+/// Wraps a shared counter with timeouts and a fail-open or fail-closed fallback.
+#[derive(Debug)]
+pub struct FailoverCounter {
+    primary: Arc<dyn UsageCounter>,
+    local: MemoryCounter,
+    policy: FailPolicy,
+    timeout: Duration,
+    pause: Duration,
+    epoch: Instant,
+    /// Milliseconds after `epoch` before which the primary is not tried.
+    down_until: AtomicU64,
+    degraded: AtomicBool,
+    degradations: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl FailoverCounter {
+    /// Wraps `primary`: each call may take at most `timeout`; after a failure the primary is
+    /// skipped for `pause` before it is tried again.
+    pub fn new(
+        primary: Arc<dyn UsageCounter>,
+        policy: FailPolicy,
+        timeout: Duration,
+        pause: Duration,
+    ) -> Self {
+        Self {
+            primary,
+            local: MemoryCounter::new(),
+            policy,
+            timeout,
+            pause,
+            epoch: Instant::now(),
+            down_until: AtomicU64::new(0),
+            degraded: AtomicBool::new(false),
+            degradations: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// The current health figures.
+    pub fn status(&self) -> FailoverStatus {
+        FailoverStatus {
+            degraded: self.degraded.load(Ordering::Relaxed),
+            degradations: self.degradations.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            policy: self.policy,
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn primary_paused(&self) -> bool {
+        self.elapsed_ms() < self.down_until.load(Ordering::Relaxed)
+    }
+
+    async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, CounterError>>,
+    ) -> Result<T, CounterError> {
+        let result = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(CounterError(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        };
+        match &result {
+            Ok(_) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!("usage counter recovered; counting in the shared counter again");
+                }
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                let pause = u64::try_from(self.pause.as_millis()).unwrap_or(u64::MAX);
+                self.down_until
+                    .store(self.elapsed_ms().saturating_add(pause), Ordering::Relaxed);
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    self.degradations.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        error = %e,
+                        operation = what,
+                        policy = ?self.policy,
+                        "usage counter degraded; {}",
+                        match self.policy {
+                            FailPolicy::Open => "counting locally per instance until it is back",
+                            FailPolicy::Closed => "refusing limited requests until it is back",
+                        }
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    async fn fallback_reserve(
+        &self,
+        asks: &[Ask],
+        now_ms: i64,
+        error: CounterError,
+    ) -> Result<Decision, CounterError> {
+        match self.policy {
+            FailPolicy::Closed => Err(error),
+            FailPolicy::Open => {
+                let mut decision = self.local.reserve(asks, now_ms).await?;
+                if let Decision::Admitted(reservation) = &mut decision {
+                    reservation.fallback = true;
+                }
+                Ok(decision)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl UsageCounter for FailoverCounter {
+    async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
+        if self.primary_paused() {
+            let error = CounterError("the shared counter is unavailable".to_owned());
+            return self.fallback_reserve(asks, now_ms, error).await;
+        }
+        match self
+            .call("reserve", self.primary.reserve(asks, now_ms))
+            .await
+        {
+            Ok(decision) => Ok(decision),
+            Err(error) => self.fallback_reserve(asks, now_ms, error).await,
+        }
+    }
+
+    async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
+        if reservation.fallback {
+            return self.local.settle(reservation, actual).await;
+        }
+        self.call("settle", self.primary.settle(reservation, actual))
+            .await
+    }
+
+    async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
+        if !self.primary_paused() {
+            if let Ok(used) = self.call("usage", self.primary.usage(bucket, now_ms)).await {
+                return Ok(used);
+            }
+        }
+        match self.policy {
+            FailPolicy::Open => self.local.usage(bucket, now_ms).await,
+            FailPolicy::Closed => Err(CounterError("the shared counter is unavailable".to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counter::{Level, Metric};
+    use crate::window::Window;
+
+    /// A primary that fails or hangs on demand.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: MemoryCounter,
+        mode: std::sync::atomic::AtomicU8,
+    }
+
+    const OK: u8 = 0;
+    const FAIL: u8 = 1;
+    const HANG: u8 = 2;
+
+    #[async_trait]
+    impl UsageCounter for Flaky {
+        async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
+            match self.mode.load(Ordering::Relaxed) {
+                OK => self.inner.reserve(asks, now_ms).await,
+                FAIL => Err(CounterError("down".into())),
+                _ => std::future::pending().await,
+            }
+        }
+        async fn settle(&self, r: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
+            self.inner.settle(r, actual).await
+        }
+        async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
+            self.inner.usage(bucket, now_ms).await
+        }
+    }
+
+    fn ask() -> Ask {
+        Ask {
+            bucket: Bucket {
+                level: Level::VirtualKey,
+                id: uuid::Uuid::nil(),
+                metric: Metric::Requests,
+                window: Window::Day,
+            },
+            limit: 3,
+            amount: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn open_falls_back_within_the_timeout_and_recovers() {
+        let flaky = Arc::new(Flaky::default());
+        let c = FailoverCounter::new(
+            flaky.clone(),
+            FailPolicy::Open,
+            Duration::from_millis(30),
+            Duration::from_millis(50),
+        );
+        assert!(matches!(c.reserve(&[ask()], 0).await, Ok(Decision::Admitted(r)) if !r.fallback));
+        flaky.mode.store(HANG, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let Ok(Decision::Admitted(r)) = c.reserve(&[ask()], 0).await else {
+            unreachable!("fail open admits")
+        };
+        assert!(r.fallback && started.elapsed() < Duration::from_millis(500));
+        assert!(c.status().degraded);
+        // Paused: no wait at all, straight to the local counter.
+        let started = std::time::Instant::now();
+        assert!(matches!(c.reserve(&[ask()], 0).await, Ok(Decision::Admitted(r)) if r.fallback));
+        assert!(started.elapsed() < Duration::from_millis(20));
+        assert!(c.settle(&r, &[0]).await.is_ok());
+        flaky.mode.store(OK, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(matches!(c.reserve(&[ask()], 0).await, Ok(Decision::Admitted(r)) if !r.fallback));
+        let status = c.status();
+        assert!(!status.degraded);
+        assert_eq!(status.degradations, 1);
+    }
+
+    #[tokio::test]
+    async fn closed_refuses_while_down() {
+        let flaky = Arc::new(Flaky::default());
+        flaky.mode.store(FAIL, Ordering::Relaxed);
+        let c = FailoverCounter::new(
+            flaky,
+            FailPolicy::Closed,
+            Duration::from_millis(30),
+            Duration::from_millis(50),
+        );
+        assert!(c.reserve(&[ask()], 0).await.is_err());
+        assert!(c.reserve(&[ask()], 0).await.is_err());
+        assert_eq!(c.status().degradations, 1);
+        assert_eq!(
+            c.status().failures,
+            1,
+            "paused: the second call did not try"
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! Admission against rate limits and budgets, and the settle after the answer.
+//!
+//! Owns: [`Limiter`] (what to ask the [`UsageCounter`] for a request), [`Charge`] (what one
+//! attempt reserved, settled exactly once with the real usage), the 429 errors and the
+//! `x-ratelimit-*` headers. One counter call covers the key, its project, the deployment
+//! and the first connection; a second call happens only when a connection is full or
+//! failed and the next one is tried. Requests without any limit never call the counter.
+//! Must not touch: the upstream call, the catalog.
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::counter::{
+    Ask, Bucket, Decision, Level, Metric, Part, Refusal, Reservation, UsageCounter,
+};
+use crate::error::{Error, ErrorKind};
+use crate::limits::{LimitSet, usd_to_micros};
+use crate::model::{Connection, Deployment, VirtualKey};
+use crate::request::RequestBody;
+use crate::usage::{Endpoint, Usage};
+
+/// Completion tokens reserved for a chat request without `max_tokens` (default).
+pub const DEFAULT_COMPLETION_TOKENS: u64 = 1_024;
+
+/// The counter and how to size reservations.
+#[derive(Debug, Clone)]
+pub(crate) struct Limiter {
+    pub(crate) counter: Arc<dyn UsageCounter>,
+    pub(crate) completion_default: u64,
+}
+
+/// The amounts one request reserves before the upstream answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Estimate {
+    prompt: u64,
+    completion: u64,
+}
+
+impl Estimate {
+    fn tokens(self) -> u64 {
+        self.prompt.saturating_add(self.completion)
+    }
+
+    fn cost_micros(self, connection: &Connection) -> u64 {
+        price(connection).map_or(0, |p| {
+            let usage = Usage {
+                prompt_tokens: self.prompt,
+                completion_tokens: self.completion,
+            };
+            usd_to_micros(crate::pricing::cost(p, usage))
+        })
+    }
+}
+
+fn price(connection: &Connection) -> Option<crate::store::types::Price> {
+    connection
+        .price
+        .or_else(|| crate::pricing::default_price(&connection.model))
+}
+
+/// The outcome of asking for room on one connection.
+pub(crate) enum Admit {
+    /// Reserved; carry the charge through the attempt.
+    Go(Charge),
+    /// The connection's own limit is reached; the client-level parts (if any were reserved
+    /// before) come back for the next connection.
+    ConnectionFull(Refusal, Option<Reservation>),
+}
+
+impl Limiter {
+    /// Prompt (estimated from the body) plus `max_tokens`, or the default for chat.
+    pub(crate) fn estimate(&self, body: &RequestBody, endpoint: Endpoint) -> Estimate {
+        let completion = match endpoint {
+            Endpoint::Embeddings => 0,
+            _ => body.max_tokens().unwrap_or(self.completion_default),
+        };
+        Estimate {
+            prompt: body.estimated_prompt_tokens(),
+            completion,
+        }
+    }
+
+    /// Reserves on `connection`, and on the key, project and deployment unless `client`
+    /// holds their reservation already.
+    pub(crate) async fn admit(
+        &self,
+        now_ms: i64,
+        key: &VirtualKey,
+        deployment: &Deployment,
+        connection: &Connection,
+        estimate: Estimate,
+        client: Option<Reservation>,
+    ) -> Result<Admit, Error> {
+        let amounts = Amounts {
+            tokens: estimate.tokens(),
+            cost_micros: estimate.cost_micros(connection),
+        };
+        let mut asks = Vec::new();
+        if client.is_none() {
+            push_asks(&mut asks, Level::VirtualKey, key.id.0, &key.limits, amounts);
+            push_asks(
+                &mut asks,
+                Level::Project,
+                key.project_id.0,
+                &key.project_limits,
+                amounts,
+            );
+            push_asks(
+                &mut asks,
+                Level::Deployment,
+                deployment.id.0,
+                &deployment.limits,
+                amounts,
+            );
+        }
+        push_asks(
+            &mut asks,
+            Level::Connection,
+            connection.id.0,
+            &connection.limits,
+            amounts,
+        );
+        let mut charge = Charge {
+            counter: self.counter.clone(),
+            client: client.unwrap_or_default(),
+            connection: Reservation::default(),
+        };
+        if asks.is_empty() {
+            return Ok(Admit::Go(charge));
+        }
+        let decision = self.counter.reserve(&asks, now_ms).await.map_err(|e| {
+            tracing::warn!(error = %e, "usage counter unavailable; refusing (fail-closed)");
+            Error::new(
+                ErrorKind::LimiterUnavailable,
+                "Rate limits cannot be checked right now; please retry shortly.",
+            )
+            .with_code("rate_limiter_unavailable")
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+        })?;
+        match decision {
+            Decision::Admitted(reservation) => {
+                let (connection, client) =
+                    reservation.split(|p| p.bucket.level == Level::Connection);
+                if charge.client.parts.is_empty() {
+                    charge.client = client;
+                }
+                charge.connection = connection;
+                Ok(Admit::Go(charge))
+            }
+            Decision::Refused(refusal) if refusal.bucket.level == Level::Connection => {
+                let client = (!charge.client.parts.is_empty()).then_some(charge.client);
+                Ok(Admit::ConnectionFull(refusal, client))
+            }
+            Decision::Refused(refusal) => Err(refusal_error(&refusal)),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Amounts {
+    tokens: u64,
+    cost_micros: u64,
+}
+
+fn push_asks(
+    asks: &mut Vec<Ask>,
+    level: Level,
+    id: uuid::Uuid,
+    limits: &Option<Arc<LimitSet>>,
+    amounts: Amounts,
+) {
+    let Some(limits) = limits else { return };
+    for rule in limits.rules() {
+        let amount = match rule.metric {
+            Metric::Requests => 1,
+            Metric::Tokens => amounts.tokens,
+            Metric::CostMicros => amounts.cost_micros,
+        };
+        asks.push(Ask {
+            bucket: Bucket {
+                level,
+                id,
+                metric: rule.metric,
+                window: rule.window,
+            },
+            limit: rule.limit,
+            amount,
+        });
+    }
+}
+
+/// What one attempt holds reserved; settled exactly once (on drop of the attempt's
+/// record), with the real usage.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    counter: Arc<dyn UsageCounter>,
+    /// Key, project and deployment parts: one per client request.
+    client: Reservation,
+    /// This attempt's connection parts.
+    connection: Reservation,
+}
+
+impl Charge {
+    /// The `x-ratelimit-*` headers: for requests and for tokens, the bucket with the least
+    /// room left among everything this attempt reserved.
+    pub(crate) fn headers(&self, now_ms: i64) -> Vec<(HeaderName, HeaderValue)> {
+        let mut all = self.client.clone();
+        all.merge(self.connection.clone());
+        let mut out = Vec::new();
+        for (metric, suffix) in [(Metric::Requests, "requests"), (Metric::Tokens, "tokens")] {
+            if let Some(part) = all.tightest(metric) {
+                push_ratelimit_headers(
+                    &mut out,
+                    suffix,
+                    part.limit,
+                    part.remaining(),
+                    part.resets_at - now_ms,
+                );
+            }
+        }
+        out
+    }
+
+    /// Takes the client-level parts out (to carry them to the next connection after this
+    /// attempt failed).
+    pub(crate) fn take_client(&mut self) -> Option<Reservation> {
+        let client = std::mem::take(&mut self.client);
+        (!client.parts.is_empty()).then_some(client)
+    }
+
+    /// Replaces every reservation with the real amounts: the request stays counted;
+    /// tokens and cost become `usage` and `cost_micros` (0 for a failed attempt).
+    pub(crate) fn settle(self, usage: Usage, cost_micros: u64) {
+        // Apart: the two may come from different counters (one reserved while the shared
+        // counter was down).
+        settle_spawn(
+            self.counter.clone(),
+            self.client,
+            usage.total(),
+            cost_micros,
+        );
+        settle_spawn(self.counter, self.connection, usage.total(), cost_micros);
+    }
+}
+
+/// Settles `reservation` with no tokens and no cost (the request still counts).
+pub(crate) fn settle_unused(counter: Arc<dyn UsageCounter>, reservation: Reservation) {
+    settle_spawn(counter, reservation, 0, 0);
+}
+
+fn settle_spawn(counter: Arc<dyn UsageCounter>, reservation: Reservation, tokens: u64, cost: u64) {
+    if reservation.parts.is_empty() {
+        return;
+    }
+    let actual: Vec<u64> = reservation
+        .parts
+        .iter()
+        .map(|p| actual_amount(p, tokens, cost))
+        .collect();
+    if actual
+        .iter()
+        .zip(&reservation.parts)
+        .all(|(a, p)| *a == p.amount)
+    {
+        return; // Nothing to correct: no counter call.
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no runtime to settle a usage reservation; the reserved amounts stay");
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(e) = counter.settle(&reservation, &actual).await {
+            tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+        }
+    });
+}
+
+fn actual_amount(part: &Part, tokens: u64, cost_micros: u64) -> u64 {
+    match part.bucket.metric {
+        Metric::Requests => part.amount,
+        Metric::Tokens => tokens,
+        Metric::CostMicros => cost_micros,
+    }
+}
+
+fn push_ratelimit_headers(
+    out: &mut Vec<(HeaderName, HeaderValue)>,
+    suffix: &str,
+    limit: u64,
+    remaining: u64,
+    reset_ms: i64,
+) {
+    let pairs = [
+        (format!("x-ratelimit-limit-{suffix}"), limit.to_string()),
+        (
+            format!("x-ratelimit-remaining-{suffix}"),
+            remaining.to_string(),
+        ),
+        (
+            format!("x-ratelimit-reset-{suffix}"),
+            format_reset(reset_ms),
+        ),
+    ];
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            out.push((name, value));
+        }
+    }
+}
+
+/// A duration the way OpenAI writes `x-ratelimit-reset-*`: `20ms`, `1s`, `6m0s`,
+/// `1h2m3.5s`.
+pub(crate) fn format_reset(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let hours = ms / 3_600_000;
+    let minutes = (ms % 3_600_000) / 60_000;
+    let millis = ms % 60_000;
+    let seconds = if millis % 1_000 == 0 {
+        format!("{}s", millis / 1_000)
+    } else {
+        let s = format!("{}.{:03}", millis / 1_000, millis % 1_000);
+        format!("{}s", s.trim_end_matches('0'))
+    };
+    match (hours, minutes) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
+/// The 429 for a refusal: `rate_limit_exceeded` for requests and tokens,
+/// `insufficient_quota` for budgets; names the level, id and window; `Retry-After`.
+pub(crate) fn refusal_error(refusal: &Refusal) -> Error {
+    let b = refusal.bucket;
+    let wait_ms = (refusal.resets_at - refusal.now_ms).max(0);
+    let retry_after = (wait_ms + 999) / 1_000;
+    let reset = format_reset(wait_ms);
+    let never = refusal.amount > refusal.limit;
+    let (kind, code, message) = match b.metric {
+        Metric::CostMicros => (
+            ErrorKind::QuotaExceeded,
+            "insufficient_quota",
+            format!(
+                "Budget exceeded for {} {} per {}: limit ${}, used ${}, this request needs up to ${}. {}",
+                b.level.as_str(),
+                b.id,
+                b.window.as_str(),
+                usd(refusal.limit),
+                usd(refusal.used),
+                usd(refusal.amount),
+                if never {
+                    "This request alone exceeds the budget; lower max_tokens.".to_owned()
+                } else {
+                    format!("The budget resets in {reset}.")
+                }
+            ),
+        ),
+        metric => (
+            ErrorKind::RateLimited,
+            "rate_limit_exceeded",
+            format!(
+                "Rate limit reached for {} {} on {} per {}: limit {}, used {}, requested {}. {}",
+                b.level.as_str(),
+                b.id,
+                metric.as_str(),
+                b.window.as_str(),
+                refusal.limit,
+                refusal.used,
+                refusal.amount,
+                if never {
+                    "This request alone exceeds the limit; lower max_tokens or shorten the prompt."
+                        .to_owned()
+                } else {
+                    format!("Please try again in {reset}.")
+                }
+            ),
+        ),
+    };
+    let mut error = Error::new(kind, message)
+        .with_code(code)
+        .with_detail(serde_json::json!({
+            "level": b.level,
+            "id": b.id,
+            "metric": b.metric,
+            "window": b.window,
+            "limit": refusal.limit,
+            "used": refusal.used,
+            "requested": refusal.amount,
+            "resets_at_ms": refusal.resets_at,
+        }))
+        .with_header(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(retry_after.max(1)),
+        );
+    let suffix = match b.metric {
+        Metric::Requests => Some("requests"),
+        Metric::Tokens => Some("tokens"),
+        Metric::CostMicros => None,
+    };
+    if let Some(suffix) = suffix {
+        let mut headers = Vec::new();
+        push_ratelimit_headers(
+            &mut headers,
+            suffix,
+            refusal.limit,
+            refusal.limit.saturating_sub(refusal.used),
+            wait_ms,
+        );
+        for (name, value) in headers {
+            error = error.with_header(name, value);
+        }
+    }
+    error
+}
+
+fn usd(micros: u64) -> String {
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::Window;
+
+    #[test]
+    fn resets_read_like_openai() {
+        assert_eq!(format_reset(-5), "0ms");
+        assert_eq!(format_reset(17), "17ms");
+        assert_eq!(format_reset(1_000), "1s");
+        assert_eq!(format_reset(8_640), "8.64s");
+        assert_eq!(format_reset(360_000), "6m0s");
+        assert_eq!(format_reset(3_723_500), "1h2m3.5s");
+        assert_eq!(format_reset(86_400_000), "24h0m0s");
+    }
+
+    #[test]
+    fn refusals_name_level_window_and_wait() {
+        let refusal = Refusal {
+            bucket: Bucket {
+                level: Level::Project,
+                id: uuid::Uuid::nil(),
+                metric: Metric::CostMicros,
+                window: Window::Month,
+            },
+            limit: 5_000_000,
+            used: 4_999_000,
+            amount: 2_000,
+            resets_at: 10_500,
+            now_ms: 1_000,
+        };
+        let e = refusal_error(&refusal);
+        assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        let json = e.to_json();
+        assert_eq!(json["error"]["type"], "insufficient_quota");
+        assert_eq!(json["error"]["llmur"]["level"], "project");
+        assert_eq!(json["error"]["llmur"]["window"], "month");
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("project") && message.contains("$5.000000"),
+            "{message}"
+        );
+        let response = e.to_response();
+        assert_eq!(response.headers()["retry-after"], "10");
+        assert!(response.headers().get("x-ratelimit-limit-tokens").is_none());
+
+        let tokens = Refusal {
+            bucket: Bucket {
+                metric: Metric::Tokens,
+                window: Window::Minute,
+                ..refusal.bucket
+            },
+            limit: 100,
+            used: 90,
+            amount: 20,
+            ..refusal
+        };
+        let response = refusal_error(&tokens).to_response();
+        assert_eq!(response.headers()["x-ratelimit-remaining-tokens"], "10");
+        assert_eq!(response.headers()["x-ratelimit-reset-tokens"], "9.5s");
+        let json = refusal_error(&tokens).to_json();
+        assert_eq!(json["error"]["type"], "rate_limit_exceeded");
+        assert_eq!(json["error"]["code"], "rate_limit_exceeded");
+    }
+}

@@ -1,0 +1,474 @@
+//! The shared [`UsageCounter`] in Redis: one atomic Lua script per reserve, exact across
+//! every llmur instance that points at the same Redis.
+//!
+//! Owns: [`RedisCounter`], its options ([`RedisCounterOptions`]), the key layout and the
+//! two Lua scripts (`counter_redis/reserve.lua`, `counter_redis/settle.lua`).
+//! Must not touch: the counter contract and its types (`llmur_core::counter`), timeouts
+//! and fallback (`FailoverCounter` wraps this counter), configuration parsing.
+//!
+//! # Keys
+//!
+//! `{prefix}:{level}:{id}:{metric}:{window}:{window_start}`, e.g.
+//! `llmur:rl:virtual_key:0b6f…:tokens:day:1732492800000`, holding the window's usage as a
+//! Redis integer. Each key expires `grace` after its window ends, so a late settle still
+//! finds it and nothing lingers.
+//!
+//! # Round trips
+//!
+//! [`UsageCounter::reserve`] is one `EVALSHA` (after a `NOSCRIPT`, `redis::Script` loads
+//! the script once and retries); the pool does not ping connections on checkout. The
+//! script reads the server's `TIME` (or the caller's clock, see
+//! [`RedisCounter::with_caller_clock`]), derives each bucket's calendar window exactly as
+//! [`Window::start`]/[`Window::end`] do, checks every bucket and only then adds every
+//! amount. [`UsageCounter::settle`] is one script call; [`UsageCounter::usage`] one `GET`.
+//!
+//! # Limits of exactness
+//!
+//! Lua numbers are doubles, so amounts and limits are compared exactly up to 2^53 - 1
+//! (≈ 9·10^15 tokens or micro-USD). A larger amount is an error; a larger limit is treated
+//! as 2^53 - 1, which no real window reaches.
+//!
+//! [`Window::start`]: llmur_core::window::Window::start
+//! [`Window::end`]: llmur_core::window::Window::end
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bb8_redis::RedisConnectionManager;
+use bb8_redis::bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, RunError};
+use bb8_redis::redis::aio::MultiplexedConnection;
+use bb8_redis::redis::{self, RedisError, Script};
+use llmur_core::counter::{
+    Ask, Bucket, CounterError, Decision, Part, Refusal, Reservation, UsageCounter,
+};
+
+/// The largest amount or limit the Lua scripts handle exactly (2^53 - 1).
+const MAX_EXACT: u64 = (1 << 53) - 1;
+
+/// The longest grace used (a year); longer ones are shortened to it.
+const MAX_GRACE_MS: u64 = 366 * 24 * 3_600_000;
+
+/// Options of a [`RedisCounter`]; [`Default`] gives the production values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisCounterOptions {
+    /// Prefix of every key (default `llmur:rl`).
+    pub prefix: String,
+    /// Longest wait for a pooled connection, including connecting (default 250 ms).
+    pub connection_timeout: Duration,
+    /// Most connections in the pool (default 16; each is multiplexed).
+    pub pool_size: u32,
+    /// How long a key outlives its window, so late settles still correct it
+    /// (default 10 minutes, at most a year).
+    pub grace: Duration,
+}
+
+impl Default for RedisCounterOptions {
+    fn default() -> Self {
+        Self {
+            prefix: RedisCounter::DEFAULT_PREFIX.to_owned(),
+            connection_timeout: Duration::from_millis(250),
+            pool_size: 16,
+            grace: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A [`UsageCounter`] in Redis, shared by every instance using the same server and prefix.
+///
+/// Cheap to share behind an `Arc`; all calls go through one bb8 pool. Construction never
+/// contacts Redis, so a server that is down at start only makes calls fail with
+/// [`CounterError`] (after at most the connection timeout) until it is back.
+pub struct RedisCounter {
+    pool: Pool<Manager>,
+    /// The URL with any password replaced, for `Debug` and messages.
+    target: String,
+    prefix: String,
+    grace_ms: u64,
+    connection_timeout: Duration,
+    caller_clock: bool,
+    last_connect_error: Arc<Mutex<Option<String>>>,
+    reserve_script: Script,
+    settle_script: Script,
+}
+
+impl RedisCounter {
+    /// The default key prefix.
+    pub const DEFAULT_PREFIX: &'static str = "llmur:rl";
+
+    /// A counter on the Redis at `url` (`redis://[USER:PASSWORD@]HOST:PORT[/DB]`) with
+    /// keys under `prefix` and the default options otherwise.
+    ///
+    /// Fails only on an invalid URL or options, or outside a Tokio runtime; an unreachable
+    /// server is not an error here.
+    pub fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, CounterError> {
+        Self::connect_with(
+            url,
+            RedisCounterOptions {
+                prefix: prefix.into(),
+                ..RedisCounterOptions::default()
+            },
+        )
+    }
+
+    /// A counter on the Redis at `url` with `options`; see [`RedisCounter::connect`].
+    pub fn connect_with(url: &str, options: RedisCounterOptions) -> Result<Self, CounterError> {
+        let target = redact_url(url);
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(CounterError(
+                "the Redis counter must be created inside a Tokio runtime".to_owned(),
+            ));
+        }
+        if options.connection_timeout.is_zero() || options.pool_size == 0 {
+            return Err(CounterError(
+                "the Redis counter needs a non-zero connection timeout and pool size".to_owned(),
+            ));
+        }
+        if options.prefix.is_empty() {
+            return Err(CounterError(
+                "the Redis counter needs a non-empty key prefix".to_owned(),
+            ));
+        }
+        let manager = RedisConnectionManager::new(url).map_err(|e| {
+            CounterError(format!("invalid Redis URL for the counter ({target}): {e}"))
+        })?;
+        let last_connect_error = Arc::new(Mutex::new(None));
+        let pool = Pool::builder()
+            .max_size(options.pool_size)
+            .connection_timeout(options.connection_timeout)
+            // A checkout ping would double the round trips; broken connections are
+            // dropped when a call on them fails instead (see `Conn::broken`).
+            .test_on_check_out(false)
+            .error_sink(Box::new(LastError(Arc::clone(&last_connect_error))))
+            .build_unchecked(Manager(manager));
+        Ok(Self {
+            pool,
+            target,
+            prefix: options.prefix,
+            grace_ms: u64::try_from(options.grace.as_millis())
+                .unwrap_or(u64::MAX)
+                .min(MAX_GRACE_MS),
+            connection_timeout: options.connection_timeout,
+            caller_clock: false,
+            last_connect_error,
+            reserve_script: Script::new(include_str!("counter_redis/reserve.lua")),
+            settle_script: Script::new(include_str!("counter_redis/settle.lua")),
+        })
+    }
+
+    /// Uses the caller's `now_ms` for windows instead of the Redis server's clock (for
+    /// tests with a fake clock). TTLs stay relative to real time either way.
+    #[must_use]
+    pub fn with_caller_clock(mut self) -> Self {
+        self.caller_clock = true;
+        self
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key holding `bucket`'s usage in the window starting at `window_start`.
+    pub fn key(&self, bucket: &Bucket, window_start: i64) -> String {
+        format!("{}:{window_start}", self.bucket_base(bucket))
+    }
+
+    /// The key without its window start (the reserve script appends it).
+    fn bucket_base(&self, bucket: &Bucket) -> String {
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.prefix,
+            bucket.level.as_str(),
+            bucket.id,
+            bucket.metric.as_str(),
+            bucket.window.as_str()
+        )
+    }
+
+    /// A pooled connection, waiting at most the connection timeout.
+    async fn conn(&self) -> Result<PooledConnection<'_, Manager>, CounterError> {
+        let conn = self.pool.get().await.map_err(|e| match e {
+            RunError::User(e) => CounterError(format!("Redis at {}: {e}", self.target)),
+            RunError::TimedOut => {
+                let last = self
+                    .last_connect_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                CounterError(format!(
+                    "no Redis connection to {} within {} ms{}",
+                    self.target,
+                    self.connection_timeout.as_millis(),
+                    last.map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                ))
+            }
+        })?;
+        // A connection works again: forget the last connection error.
+        let mut last = self
+            .last_connect_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some() {
+            *last = None;
+        }
+        Ok(conn)
+    }
+
+    /// Maps a failed call to a [`CounterError`], marking the connection broken when the
+    /// error means it cannot be used again.
+    fn fail(&self, conn: &mut Conn, e: &RedisError) -> CounterError {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            conn.broken = true;
+        }
+        CounterError(format!("Redis at {}: {e}", self.target))
+    }
+}
+
+impl fmt::Debug for RedisCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.pool.state();
+        f.debug_struct("RedisCounter")
+            .field("target", &self.target)
+            .field("prefix", &self.prefix)
+            .field("caller_clock", &self.caller_clock)
+            .field("grace_ms", &self.grace_ms)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("connections", &state.connections)
+            .field("idle_connections", &state.idle_connections)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl UsageCounter for RedisCounter {
+    async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
+        if asks.is_empty() {
+            return Ok(Decision::Admitted(Reservation::default()));
+        }
+        let mut invocation = self.reserve_script.prepare_invoke();
+        if self.caller_clock {
+            invocation.arg(now_ms);
+        } else {
+            invocation.arg("");
+        }
+        invocation.arg(self.grace_ms);
+        for ask in asks {
+            if ask.amount > MAX_EXACT {
+                return Err(CounterError(format!(
+                    "amount {} for {} {} is above what the Redis counter handles ({MAX_EXACT})",
+                    ask.amount,
+                    ask.bucket.level.as_str(),
+                    ask.bucket.metric.as_str()
+                )));
+            }
+            invocation
+                .key(self.bucket_base(&ask.bucket))
+                .arg(ask.bucket.window.as_str())
+                .arg(ask.limit.min(MAX_EXACT))
+                .arg(ask.amount);
+        }
+        let mut conn = self.conn().await?;
+        let reply: Vec<i64> = match invocation.invoke_async(&mut conn.conn).await {
+            Ok(reply) => reply,
+            Err(e) => return Err(self.fail(&mut conn, &e)),
+        };
+        drop(conn);
+        decode_reserve(asks, &reply).ok_or_else(|| {
+            CounterError(format!(
+                "unexpected reply from the reserve script at {}: {reply:?}",
+                self.target
+            ))
+        })
+    }
+
+    async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
+        let mut invocation = self.settle_script.prepare_invoke();
+        let mut any = false;
+        for (i, part) in reservation.parts.iter().enumerate() {
+            // A missing actual keeps the reservation; an unchanged amount needs no write.
+            let Some(&real) = actual.get(i) else { continue };
+            if real == part.amount {
+                continue;
+            }
+            invocation
+                .key(self.key(&part.bucket, part.window_start))
+                .arg(part.amount.min(MAX_EXACT))
+                .arg(real.min(MAX_EXACT));
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        match invocation.invoke_async::<i64>(&mut conn.conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(&mut conn, &e)),
+        }
+    }
+
+    async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
+        let key = self.key(&bucket, bucket.window.start(now_ms));
+        let mut conn = self.conn().await?;
+        let used: Option<i64> = match redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn.conn)
+            .await
+        {
+            Ok(used) => used,
+            Err(e) => return Err(self.fail(&mut conn, &e)),
+        };
+        Ok(used.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+}
+
+/// Turns the reserve script's reply into a [`Decision`]; `None` if it is malformed.
+fn decode_reserve(asks: &[Ask], reply: &[i64]) -> Option<Decision> {
+    match reply {
+        [1, _now, rest @ ..] if rest.len() == 3 * asks.len() => {
+            let parts = asks
+                .iter()
+                .zip(rest.chunks_exact(3))
+                .map(|(ask, triple)| {
+                    let &[window_start, resets_at, used] = triple else {
+                        return None;
+                    };
+                    Some(Part {
+                        bucket: ask.bucket,
+                        window_start,
+                        resets_at,
+                        amount: ask.amount,
+                        limit: ask.limit,
+                        used: u64::try_from(used).ok()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(Decision::Admitted(Reservation {
+                parts,
+                fallback: false,
+            }))
+        }
+        &[0, now_ms, index, used, resets_at] => {
+            let ask = asks.get(usize::try_from(index).ok()?.checked_sub(1)?)?;
+            Some(Decision::Refused(Refusal {
+                bucket: ask.bucket,
+                limit: ask.limit,
+                used: u64::try_from(used).ok()?,
+                amount: ask.amount,
+                resets_at,
+                now_ms,
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// `url` without its user info (shown as `***`), query and fragment: what is left names
+/// the server but carries no secret.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL we can take apart: show nothing of it rather than a secret.
+        return "(unparsed Redis URL)".to_owned();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
+/// A pooled connection that remembers when a call showed it unusable.
+struct Conn {
+    conn: MultiplexedConnection,
+    broken: bool,
+}
+
+/// bb8-redis's manager, with connections the pool drops once a call marks them broken
+/// (checkouts are not pinged, so this is how a Redis restart is noticed).
+#[derive(Debug, Clone)]
+struct Manager(RedisConnectionManager);
+
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Conn, RedisError> {
+        Ok(Conn {
+            conn: self.0.connect().await?,
+            broken: false,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), RedisError> {
+        self.0.is_valid(&mut conn.conn).await
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken
+    }
+}
+
+/// Keeps the pool's last connection error for the "no connection" message.
+#[derive(Debug, Clone)]
+struct LastError(Arc<Mutex<Option<String>>>);
+
+impl ErrorSink<RedisError> for LastError {
+    fn sink(&self, error: RedisError) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<RedisError>> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redact_url("redis://default:s3cret@cache:6379/2"),
+            "redis://***@cache:6379/2"
+        );
+        assert_eq!(
+            redact_url("rediss://:p@ss@cache:6380"),
+            "rediss://***@cache:6380"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("redis://cache:6379/0?password=x#y"),
+            "redis://cache:6379/0"
+        );
+        assert_eq!(redact_url("nonsense"), "(unparsed Redis URL)");
+    }
+
+    #[tokio::test]
+    async fn debug_hides_the_password_and_empty_asks_need_no_redis() {
+        // Port 9 (discard) on localhost: nothing listens, and nothing is contacted.
+        let Ok(counter) = RedisCounter::connect("redis://user:hunter2@127.0.0.1:9", "t") else {
+            unreachable!("a valid URL")
+        };
+        let debug = format!("{counter:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("***@127.0.0.1:9"), "{debug}");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            counter.reserve(&[], 0).await.ok(),
+            Some(Decision::Admitted(Reservation::default()))
+        );
+        assert!(counter.settle(&Reservation::default(), &[]).await.is_ok());
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
+}

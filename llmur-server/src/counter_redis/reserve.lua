@@ -1,0 +1,113 @@
+-- Admit every ask or none, atomically (llmur RedisCounter::reserve).
+--
+-- KEYS[i]   bucket key without its window: {prefix}:{level}:{id}:{metric}:{window}
+-- ARGV[1]   the caller's clock in Unix ms, or '' to use the server's TIME
+-- ARGV[2]   grace in ms kept after a window's end (so late settles still find it)
+-- ARGV[3i], ARGV[3i+1], ARGV[3i+2]   ask i: window kind, limit, amount
+--
+-- Reply when admitted: {1, now, start_1, end_1, used_1, ..., start_n, end_n, used_n}
+-- Reply when refused:  {0, now, i, used_i, end_i} for the first bucket without room;
+-- nothing is written then.
+
+local MINUTE = 60000
+local HOUR = 3600000
+local DAY = 86400000
+local floor = math.floor
+
+-- Lua 5.1 numbers are doubles: every value here stays far below 2^53, so integer
+-- arithmetic is exact and floor(a / b) is floor division (also for negative a).
+
+-- Day count since 1970-01-01 of a proleptic Gregorian date.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local mp = m + 9
+  if m > 2 then mp = m - 3 end
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+-- Year and month of a day count since 1970-01-01.
+local function year_month(days)
+  local z = days + 719468
+  local era = floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+  local mp = floor((5 * doy + 2) / 153)
+  local m = mp - 9
+  if mp < 10 then m = mp + 3 end
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m
+end
+
+-- Start (inclusive) and end (exclusive) of the UTC calendar window containing `now`.
+local function bounds(kind, now)
+  if kind == 'minute' then
+    local s = floor(now / MINUTE) * MINUTE
+    return s, s + MINUTE
+  elseif kind == 'hour' then
+    local s = floor(now / HOUR) * HOUR
+    return s, s + HOUR
+  elseif kind == 'day' then
+    local s = floor(now / DAY) * DAY
+    return s, s + DAY
+  elseif kind == 'week' then
+    local days = floor(now / DAY)
+    -- 1970-01-01 was a Thursday; Lua's % is floored, so this is 0 on Mondays.
+    local s = (days - (days + 3) % 7) * DAY
+    return s, s + 7 * DAY
+  elseif kind == 'month' then
+    local y, m = year_month(floor(now / DAY))
+    local s = days_from_civil(y, m, 1) * DAY
+    if m == 12 then
+      y, m = y + 1, 1
+    else
+      m = m + 1
+    end
+    return s, days_from_civil(y, m, 1) * DAY
+  end
+  return error('llmur: unknown window kind ' .. tostring(kind))
+end
+
+local function int(x)
+  return string.format('%.0f', x)
+end
+
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
+local grace = tonumber(ARGV[2])
+
+local n = #KEYS
+local keys, starts, ends = {}, {}, {}
+for i = 1, n do
+  local at = 3 * i
+  local s, e = bounds(ARGV[at], now)
+  local key = KEYS[i] .. ':' .. int(s)
+  local limit = tonumber(ARGV[at + 1])
+  local amount = tonumber(ARGV[at + 2])
+  local used = tonumber(redis.call('GET', key) or '0')
+  if used + amount > limit then
+    return {0, now, i, used, e}
+  end
+  keys[i], starts[i], ends[i] = key, s, e
+end
+
+local reply = {1, now}
+for i = 1, n do
+  local used = redis.call('INCRBY', keys[i], ARGV[3 * i + 2])
+  -- Relative to `now`, so a caller's (fake) clock gets the same lifetime as the server's.
+  redis.call('PEXPIRE', keys[i], int(ends[i] - now + grace))
+  reply[#reply + 1] = starts[i]
+  reply[#reply + 1] = ends[i]
+  reply[#reply + 1] = used
+end
+return reply

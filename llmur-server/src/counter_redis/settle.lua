@@ -1,0 +1,25 @@
+-- Replace reserved amounts with actual ones (llmur RedisCounter::settle).
+--
+-- KEYS[i]             the full key of part i (with its window start)
+-- ARGV[2i-1], ARGV[2i]   part i: reserved amount, actual amount
+--
+-- A key that no longer exists (its window expired) is left alone: nothing is created,
+-- so no key ever lives without a TTL. The count becomes max(0, count - reserved) + actual:
+-- a settle never refunds more than its part reserved and never goes below zero.
+-- INCRBY keeps the key's TTL. Reply: the number of keys changed.
+
+local changed = 0
+for i = 1, #KEYS do
+  local current = redis.call('GET', KEYS[i])
+  if current then
+    local count = tonumber(current)
+    local after = count - tonumber(ARGV[2 * i - 1])
+    if after < 0 then after = 0 end
+    after = after + tonumber(ARGV[2 * i])
+    if after ~= count then
+      redis.call('INCRBY', KEYS[i], string.format('%.0f', after - count))
+      changed = changed + 1
+    end
+  end
+end
+return changed

@@ -1,0 +1,632 @@
+//! The Redis usage counter on a real server (`LLMUR_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`): the shared conformance suite in caller-clock mode, then the
+//! server clock, several instances at once, round trips, expiry and a dead or restarting
+//! Redis. Every test uses its own key prefix and deletes its keys. Without a reachable
+//! server these tests fail with a message saying how to start one; they never skip. The
+//! round-trip and restart tests start a private `redis-server` (from `PATH`) on a free port.
+
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the calling test on an unexpected Redis error"
+)]
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use llmur_core::counter::{
+    Ask, Bucket, Decision, FailPolicy, FailoverCounter, Level, Metric, Part, Reservation,
+    UsageCounter,
+};
+use llmur_core::window::Window;
+use llmur_server::counter_redis::{RedisCounter, RedisCounterOptions};
+use llmur_testkit::conformance::counter::run_counter_suite;
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use uuid::Uuid;
+
+fn redis_url() -> String {
+    std::env::var("LLMUR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A connection to the shared test Redis; panics with how to start one when unreachable.
+#[expect(clippy::panic, reason = "test helper: fail loudly with how to fix it")]
+async fn raw(url: &str) -> MultiplexedConnection {
+    let connect = async {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok::<_, redis::RedisError>(conn)
+    };
+    match tokio::time::timeout(Duration::from_secs(3), connect).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => panic!("{}", unreachable_message(url, &e.to_string())),
+        Err(_) => panic!("{}", unreachable_message(url, "no answer within 3 s")),
+    }
+}
+
+fn unreachable_message(url: &str, why: &str) -> String {
+    format!(
+        "the Redis counter tests need a Redis server at {url} ({why}). Start one with \
+         `redis-server --port 6379 --save '' --appendonly no --daemonize yes`, or point \
+         LLMUR_TEST_REDIS_URL at another (e.g. redis://127.0.0.1:6380/0)"
+    )
+}
+
+/// A key prefix of its own for one test.
+fn fresh_prefix() -> String {
+    format!("llmur:test:{}", Uuid::new_v4())
+}
+
+/// Deletes every key under `prefix`.
+async fn cleanup(conn: &mut MultiplexedConnection, prefix: &str) {
+    let pattern = format!("{prefix}:*");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(conn)
+            .await
+            .expect("SCAN");
+        if !keys.is_empty() {
+            let _: i64 = conn.del(keys).await.expect("DEL");
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+}
+
+/// The Redis server's clock (Unix ms).
+async fn server_now(conn: &mut MultiplexedConnection) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.expect("TIME");
+    secs * 1_000 + micros / 1_000
+}
+
+fn local_now() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_millis()).expect("ms fit i64")
+}
+
+fn counter(url: &str, prefix: &str) -> RedisCounter {
+    RedisCounter::connect(url, prefix).expect("valid URL")
+}
+
+fn bucket(level: Level, metric: Metric, window: Window) -> Bucket {
+    Bucket {
+        level,
+        id: Uuid::new_v4(),
+        metric,
+        window,
+    }
+}
+
+fn ask(bucket: Bucket, limit: u64, amount: u64) -> Ask {
+    Ask {
+        bucket,
+        limit,
+        amount,
+    }
+}
+
+fn admitted(decision: Decision) -> Reservation {
+    match decision {
+        Decision::Admitted(r) => r,
+        Decision::Refused(r) => unreachable!("expected admission, got {r:?}"),
+    }
+}
+
+fn only(r: &Reservation) -> Part {
+    assert_eq!(r.parts.len(), 1, "one part");
+    r.parts[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_in_caller_clock_mode() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let started = Instant::now();
+    let make_prefix = prefix.clone();
+    run_counter_suite(move || {
+        let counter = counter(&url, &make_prefix).with_caller_clock();
+        async move { Arc::new(counter) as Arc<dyn UsageCounter> }
+    })
+    .await;
+    eprintln!("counter conformance on Redis took {:?}", started.elapsed());
+    cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test]
+async fn windows_come_from_the_server_clock() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let c = counter(&url, &prefix);
+    for window in Window::ALL {
+        let b = bucket(Level::Project, Metric::Tokens, window);
+        let local_before = local_now();
+        let server_before = server_now(&mut conn).await;
+        // The caller's clock says 1970: a server-clock counter ignores it.
+        let r = admitted(c.reserve(&[ask(b, 10, 4)], 0).await.expect("reserve"));
+        let server_after = server_now(&mut conn).await;
+        let local_after = local_now();
+        let p = only(&r);
+        assert!(
+            p.window_start == window.start(server_before)
+                || p.window_start == window.start(server_after),
+            "{window:?}: window start {} not from the server's clock ({server_before}..{server_after})",
+            p.window_start
+        );
+        assert_eq!(p.resets_at, window.end(p.window_start), "{window:?} end");
+        // Same machine: the local clock agrees within a second, allowing for a boundary.
+        assert!(
+            window.start(local_before - 1_000) <= p.window_start
+                && p.window_start <= window.start(local_after + 1_000),
+            "{window:?}: window start {} far from the local clock {local_before}",
+            p.window_start
+        );
+        assert_eq!(
+            c.usage(b, server_after).await.expect("usage"),
+            4,
+            "usage by the server's time"
+        );
+        let key = c.key(&b, p.window_start);
+        assert_eq!(
+            key,
+            format!(
+                "{prefix}:project:{}:tokens:{}:{}",
+                b.id,
+                window.as_str(),
+                p.window_start
+            ),
+            "key layout"
+        );
+        let stored: Option<u64> = conn.get(&key).await.expect("GET");
+        assert_eq!(stored, Some(4));
+        // A refusal reports the server's time.
+        let before = server_now(&mut conn).await;
+        let refusal = match c.reserve(&[ask(b, 10, 7)], 0).await.expect("reserve") {
+            Decision::Refused(refusal) => refusal,
+            Decision::Admitted(r) => unreachable!("4 + 7 > 10, got {r:?}"),
+        };
+        let after = server_now(&mut conn).await;
+        assert!(
+            (before..=after).contains(&refusal.now_ms),
+            "refusal time {} is the server's ({before}..{after})",
+            refusal.now_ms
+        );
+        assert_eq!(refusal.resets_at, window.end(refusal.now_ms));
+    }
+    cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn exactly_the_limit_across_three_instances() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    // Three instances, three pools, one Redis.
+    let counters: Vec<Arc<RedisCounter>> =
+        (0..3).map(|_| Arc::new(counter(&url, &prefix))).collect();
+    let key = bucket(Level::VirtualKey, Metric::Requests, Window::Month);
+    let project = bucket(Level::Project, Metric::Tokens, Window::Month);
+    let limit = 137;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let c = Arc::clone(&counters[i % 3]);
+            tokio::spawn(async move {
+                c.reserve(&[ask(key, limit, 1), ask(project, 1_000_000, 10)], 0)
+                    .await
+            })
+        })
+        .collect();
+    let mut per_window: HashMap<i64, u64> = HashMap::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("task").expect("reserve") {
+            Decision::Admitted(r) => {
+                assert!(r.parts[0].used <= limit, "admitted past the limit: {r:?}");
+                *per_window.entry(r.parts[0].window_start).or_default() += 1;
+            }
+            Decision::Refused(_) => refused += 1,
+        }
+    }
+    eprintln!(
+        "300 concurrent reserves on 3 instances took {:?}",
+        started.elapsed()
+    );
+    // A month boundary during the test would split the counts over two windows.
+    for (&start, &n) in &per_window {
+        assert!(n <= limit, "{n} admitted in the window starting {start}");
+    }
+    if per_window.len() == 1 {
+        let (&start, &n) = per_window.iter().next().expect("one window");
+        assert_eq!(n, limit, "exactly the limit is admitted, never more");
+        assert_eq!(refused, 300 - limit);
+        for c in &counters {
+            assert_eq!(c.usage(key, start).await.expect("usage"), limit);
+            assert_eq!(c.usage(project, start).await.expect("usage"), limit * 10);
+        }
+    }
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// A private `redis-server` on a free port, killed when dropped.
+struct ScratchRedis {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl ScratchRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::start_on(port).await
+    }
+
+    #[expect(clippy::panic, reason = "test helper: fail loudly with how to fix it")]
+    async fn start_on(port: u16) -> Self {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("these tests start `redis-server` from PATH (install redis-server): {e}")
+            });
+        let scratch = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if ping(&scratch.url()).await {
+                return scratch;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn stop(mut self) {
+        self.child.kill().await.expect("stop redis-server");
+    }
+}
+
+/// Whether a Redis answers at `url`.
+async fn ping(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return false;
+    };
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .is_ok()
+}
+
+/// Calls per command since the last `CONFIG RESETSTAT`, without the bookkeeping ones.
+async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (!name.starts_with("config") && name != "info").then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_round_trip_per_call() {
+    let scratch = ScratchRedis::start().await;
+    let mut conn = raw(&scratch.url()).await;
+    let c = counter(&scratch.url(), "rt");
+    let a = bucket(Level::VirtualKey, Metric::Requests, Window::Minute);
+    let b = bucket(Level::Project, Metric::Tokens, Window::Month);
+    let d = bucket(Level::Deployment, Metric::CostMicros, Window::Week);
+    // Warm up: opens the pooled connection and loads both scripts.
+    let warm = admitted(c.reserve(&[ask(d, 1_000, 1)], 0).await.expect("warm-up"));
+    c.settle(&warm, &[2]).await.expect("warm-up settle");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("RESETSTAT");
+    // 40 reserves over three buckets: `a` fills at 25, so 15 are refused at the first ask.
+    let (mut gets, mut writes, mut reservations) = (0, 0, Vec::new());
+    for _ in 0..40 {
+        let asks = [ask(a, 25, 1), ask(b, 1_000_000, 100), ask(d, 1_000, 1)];
+        match c.reserve(&asks, 0).await.expect("reserve") {
+            Decision::Admitted(r) => {
+                gets += 3;
+                writes += 3;
+                reservations.push(r);
+            }
+            Decision::Refused(refusal) => {
+                assert_eq!(refusal.bucket, a);
+                gets += 1;
+            }
+        }
+    }
+    assert_eq!(reservations.len(), 25);
+    let calls = command_calls(&mut conn).await;
+    let want: HashMap<String, u64> = [
+        ("evalsha", 40),
+        ("time", 40),
+        ("get", gets),
+        ("incrby", writes),
+        ("pexpire", writes),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(
+        calls, want,
+        "each reserve is one EVALSHA (the rest runs inside the script), and nothing else"
+    );
+    // Settles: one EVALSHA each (two of three parts change); usage: one GET.
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("RESETSTAT");
+    for r in &reservations[..10] {
+        c.settle(r, &[1, 50, 0]).await.expect("settle");
+    }
+    c.settle(&reservations[10], &[1, 100, 1])
+        .await
+        .expect("a settle changing nothing");
+    let used = c
+        .usage(b, scratch_now(&mut conn).await)
+        .await
+        .expect("usage");
+    assert_eq!(used, 25 * 100 - 10 * 50);
+    let calls = command_calls(&mut conn).await;
+    let want: HashMap<String, u64> = [
+        ("evalsha", 10),
+        ("time", 1),
+        ("get", 10 * 2 + 1),
+        ("incrby", 10 * 2),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(
+        calls, want,
+        "a settle is one EVALSHA, none when nothing changes; usage is one GET"
+    );
+    drop(c);
+    scratch.stop().await;
+}
+
+/// The server's time, read through the raw connection (counts as one `TIME`).
+async fn scratch_now(conn: &mut MultiplexedConnection) -> i64 {
+    server_now(conn).await
+}
+
+#[tokio::test]
+async fn a_redis_that_is_down_fails_fast() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("redis://user:secret@127.0.0.1:{port}");
+    let c = RedisCounter::connect(&url, "down").expect("construction does not need Redis");
+    assert!(
+        !format!("{c:?}").contains("secret"),
+        "Debug hides the password"
+    );
+    let b = bucket(Level::VirtualKey, Metric::Requests, Window::Minute);
+    let started = Instant::now();
+    let err = c
+        .reserve(&[ask(b, 10, 1)], local_now())
+        .await
+        .expect_err("no Redis");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "reserve failed after {took:?}"
+    );
+    assert!(
+        !err.0.contains("secret"),
+        "the error hides the password: {err}"
+    );
+    eprintln!("reserve on a dead Redis failed in {took:?}: {err}");
+    let started = Instant::now();
+    assert!(c.usage(b, local_now()).await.is_err());
+    let part = Part {
+        bucket: b,
+        window_start: 0,
+        resets_at: 60_000,
+        amount: 1,
+        limit: 10,
+        used: 1,
+    };
+    let reservation = Reservation {
+        parts: vec![part],
+        fallback: false,
+    };
+    assert!(c.settle(&reservation, &[0]).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The failover wrapper falls back to counting locally.
+    let failover = FailoverCounter::new(
+        Arc::new(c),
+        FailPolicy::Open,
+        Duration::from_millis(500),
+        Duration::from_secs(5),
+    );
+    let started = Instant::now();
+    match failover.reserve(&[ask(b, 10, 1)], local_now()).await {
+        Ok(Decision::Admitted(r)) => assert!(r.fallback, "counted by the fallback"),
+        other => unreachable!("fail-open admits locally, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn recovers_when_redis_restarts() {
+    let scratch = ScratchRedis::start().await;
+    let port = scratch.port;
+    let c = counter(&scratch.url(), "restart");
+    let b = bucket(Level::Project, Metric::Requests, Window::Day);
+    admitted(c.reserve(&[ask(b, 100, 1)], 0).await.expect("reserve"));
+    scratch.stop().await;
+    // The pooled connection is dead: the call fails (and drops it), quickly.
+    let started = Instant::now();
+    assert!(c.reserve(&[ask(b, 100, 1)], 0).await.is_err());
+    assert!(c.reserve(&[ask(b, 100, 1)], 0).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Back again (empty, without the script loaded): the counter reconnects by itself.
+    let scratch = ScratchRedis::start_on(port).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        match c.reserve(&[ask(b, 100, 1)], 0).await {
+            Ok(decision) => break admitted(decision),
+            Err(e) => assert!(Instant::now() < deadline, "no recovery: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(only(&r).used, 1, "the restarted Redis starts empty");
+    drop(c);
+    scratch.stop().await;
+}
+
+#[tokio::test]
+async fn keys_expire_after_their_window_and_grace() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    // Server clock, default grace: the TTL runs to the window's end plus 10 minutes.
+    let c = counter(&url, &prefix);
+    let b = bucket(Level::Deployment, Metric::Tokens, Window::Hour);
+    let before = server_now(&mut conn).await;
+    let r = admitted(c.reserve(&[ask(b, 1_000, 10)], 0).await.expect("reserve"));
+    let key = c.key(&b, only(&r).window_start);
+    let ttl: i64 = conn.pttl(&key).await.expect("PTTL");
+    let grace = 600_000;
+    let most = only(&r).resets_at + grace - before;
+    assert!(
+        ttl > 0 && ttl <= most && ttl > most - 5_000,
+        "TTL {ttl} ms, expected about {most} ms"
+    );
+    c.settle(&r, &[3]).await.expect("settle");
+    let ttl_after: i64 = conn.pttl(&key).await.expect("PTTL");
+    assert!(ttl_after > 0, "a settle keeps the TTL ({ttl_after})");
+
+    // Caller clock just before a window's end, no grace: the key lives ~150 ms.
+    let short = RedisCounter::connect_with(
+        &url,
+        RedisCounterOptions {
+            prefix: prefix.clone(),
+            grace: Duration::ZERO,
+            ..RedisCounterOptions::default()
+        },
+    )
+    .expect("valid options")
+    .with_caller_clock();
+    let now = Window::Minute.end(local_now()) - 150;
+    let m = bucket(Level::VirtualKey, Metric::Requests, Window::Minute);
+    let r = admitted(short.reserve(&[ask(m, 5, 2)], now).await.expect("reserve"));
+    let key = short.key(&m, only(&r).window_start);
+    let ttl: i64 = conn.pttl(&key).await.expect("PTTL");
+    assert!(
+        ttl > 0 && ttl <= 150,
+        "TTL {ttl} ms, expected at most 150 ms"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let exists: bool = conn.exists(&key).await.expect("EXISTS");
+    assert!(!exists, "the key expired with its window");
+    assert_eq!(short.usage(m, now).await.expect("usage"), 0);
+    // A settle after expiry is ignored and creates no key (which would have no TTL).
+    short.settle(&r, &[5]).await.expect("late settle");
+    let exists: bool = conn.exists(&key).await.expect("EXISTS");
+    assert!(!exists, "a late settle creates no key");
+    cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test]
+async fn huge_amounts_and_limits() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let c = counter(&url, &prefix).with_caller_clock();
+    let now = local_now();
+    let b = bucket(Level::Connection, Metric::CostMicros, Window::Month);
+    // An unlimited-looking limit works.
+    let r = admitted(
+        c.reserve(&[ask(b, u64::MAX, 1_000_000_000_000)], now)
+            .await
+            .expect("reserve"),
+    );
+    assert_eq!(only(&r).used, 1_000_000_000_000);
+    // 2^53 is past what the script compares exactly: an error, nothing added.
+    assert!(c.reserve(&[ask(b, u64::MAX, 1 << 53)], now).await.is_err());
+    assert_eq!(c.usage(b, now).await.expect("usage"), 1_000_000_000_000);
+    cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test]
+async fn the_scripts_windows_match_window_everywhere() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let c = counter(&url, &prefix).with_caller_clock();
+    let buckets: Vec<Bucket> = Window::ALL
+        .iter()
+        .map(|&w| bucket(Level::VirtualKey, Metric::Tokens, w))
+        .collect();
+    let asks: Vec<Ask> = buckets.iter().map(|&b| ask(b, 0, 0)).collect();
+    // Every month boundary from 1969 to 2101 (and the instant before it), then spread
+    // instants from 1900 to 2400, negative ones included.
+    let mut instants = Vec::new();
+    let mut t = Window::Month.start(-400 * 86_400_000);
+    while t < 4_133_980_800_000 {
+        instants.extend([t - 1, t, t + 1]);
+        t = Window::Month.end(t);
+    }
+    let (from, to) = (-2_208_988_800_000_i64, 13_569_465_600_000_i64);
+    let step = (to - from) / 1_500;
+    instants.extend((0..1_500).map(|i| from + i * step + (i * 7_919_993) % 86_400_000));
+    for &now in &instants {
+        let r = admitted(c.reserve(&asks, now).await.expect("reserve"));
+        for (p, w) in r.parts.iter().zip(Window::ALL) {
+            assert_eq!(
+                (p.window_start, p.resets_at),
+                (w.start(now), w.end(now)),
+                "{w:?} window of {now}"
+            );
+        }
+    }
+    cleanup(&mut conn, &prefix).await;
+}
