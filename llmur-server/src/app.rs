@@ -234,7 +234,7 @@ async fn health(counter: Option<Arc<FailoverCounter>>) -> Response {
     let body = match counter {
         None => serde_json::json!({"status": "ok"}),
         Some(c) => {
-            let status = c.status();
+            let status = c.probe().await;
             serde_json::json!({
                 "status": if status.degraded { "degraded" } else { "ok" },
                 "counter": status,

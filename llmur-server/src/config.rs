@@ -102,7 +102,7 @@ pub struct RateLimitConfig {
     /// serving) or `closed` (refuse limited requests with 503).
     pub on_redis_failure: llmur_core::counter::FailPolicy,
     /// Milliseconds one Redis counter call may take before the failure policy applies
-    /// (default 50).
+    /// (default 100).
     pub redis_timeout_ms: u64,
     /// Milliseconds Redis is left alone after a failure before it is tried again
     /// (default 1000).
@@ -116,7 +116,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             on_redis_failure: llmur_core::counter::FailPolicy::Open,
-            redis_timeout_ms: 50,
+            redis_timeout_ms: 100,
             redis_retry_ms: 1_000,
             default_completion_tokens: llmur_core::DEFAULT_COMPLETION_TOKENS,
         }
@@ -448,7 +448,8 @@ impl Config {
     /// `LLMUR_SHUTDOWN_GRACE_SECS`, `LLMUR_DATABASE_URL`, `LLMUR_REDIS_URL`,
     /// `LLMUR_SESSION_TTL_HOURS`, `LLMUR_REFUSE_PRIVATE_ENDPOINTS`,
     /// `LLMUR_CATALOG_REFRESH_MS`, `LLMUR_RATE_LIMITS_ON_REDIS_FAILURE`,
-    /// `LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS` and `LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS`.
+    /// `LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS`, `LLMUR_RATE_LIMITS_REDIS_RETRY_MS` and
+    /// `LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
             value
@@ -527,6 +528,9 @@ impl Config {
         }
         if let Some(v) = var("LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS") {
             self.rate_limits.redis_timeout_ms = parse("LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_RATE_LIMITS_REDIS_RETRY_MS") {
+            self.rate_limits.redis_retry_ms = parse("LLMUR_RATE_LIMITS_REDIS_RETRY_MS", &v)?;
         }
         if let Some(v) = var("LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS") {
             self.rate_limits.default_completion_tokens =

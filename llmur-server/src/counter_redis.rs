@@ -43,6 +43,7 @@ use bb8_redis::redis::{self, RedisError, Script};
 use llmur_core::counter::{
     Ask, Bucket, CounterError, Decision, Part, Refusal, Reservation, UsageCounter,
 };
+use uuid::Uuid;
 
 /// The largest amount or limit the Lua scripts handle exactly (2^53 - 1).
 const MAX_EXACT: u64 = (1 << 53) - 1;
@@ -187,6 +188,74 @@ impl RedisCounter {
         )
     }
 
+    /// The reserve script's invocation for `asks` (see `reserve.lua` for the layout).
+    fn invocation(
+        &self,
+        asks: &[Ask],
+        now_ms: i64,
+        ticket: Option<Uuid>,
+        mode: &str,
+    ) -> Result<redis::ScriptInvocation<'_>, CounterError> {
+        let mut invocation = self.reserve_script.prepare_invoke();
+        if self.caller_clock {
+            invocation.arg(now_ms);
+        } else {
+            invocation.arg("");
+        }
+        invocation.arg(self.grace_ms);
+        match ticket {
+            Some(ticket) => invocation.arg(format!("{}:ticket:{ticket}", self.prefix)),
+            None => invocation.arg(""),
+        };
+        invocation.arg(mode);
+        for ask in asks {
+            if ask.amount > MAX_EXACT {
+                return Err(CounterError(format!(
+                    "amount {} for {} {} is above what the Redis counter handles ({MAX_EXACT})",
+                    ask.amount,
+                    ask.bucket.level.as_str(),
+                    ask.bucket.metric.as_str()
+                )));
+            }
+            invocation
+                .key(self.bucket_base(&ask.bucket))
+                .arg(ask.bucket.window.as_str())
+                .arg(ask.limit.min(MAX_EXACT))
+                .arg(ask.amount);
+        }
+        Ok(invocation)
+    }
+
+    /// One reserve script call; `ticket` makes it cancellable.
+    async fn run_reserve(
+        &self,
+        asks: &[Ask],
+        now_ms: i64,
+        ticket: Option<Uuid>,
+    ) -> Result<Decision, CounterError> {
+        if asks.is_empty() {
+            return Ok(Decision::Admitted(Reservation::default()));
+        }
+        let invocation = self.invocation(asks, now_ms, ticket, "reserve")?;
+        let mut conn = self.conn().await?;
+        let reply: Vec<i64> = match invocation.invoke_async(&mut conn.conn).await {
+            Ok(reply) => reply,
+            Err(e) => return Err(self.fail(&mut conn, &e)),
+        };
+        drop(conn);
+        if let [2, ..] = reply.as_slice() {
+            return Err(CounterError(
+                "this reservation was cancelled before it ran".to_owned(),
+            ));
+        }
+        decode_reserve(asks, &reply).ok_or_else(|| {
+            CounterError(format!(
+                "unexpected reply from the reserve script at {}: {reply:?}",
+                self.target
+            ))
+        })
+    }
+
     /// A pooled connection, waiting at most the connection timeout.
     async fn conn(&self) -> Result<PooledConnection<'_, Manager>, CounterError> {
         let conn = self.pool.get().await.map_err(|e| match e {
@@ -249,43 +318,30 @@ impl fmt::Debug for RedisCounter {
 #[async_trait]
 impl UsageCounter for RedisCounter {
     async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
+        self.run_reserve(asks, now_ms, None).await
+    }
+
+    async fn reserve_tagged(
+        &self,
+        asks: &[Ask],
+        now_ms: i64,
+        ticket: Uuid,
+    ) -> Result<Decision, CounterError> {
+        self.run_reserve(asks, now_ms, Some(ticket)).await
+    }
+
+    async fn cancel(&self, asks: &[Ask], ticket: Uuid) -> Result<(), CounterError> {
         if asks.is_empty() {
-            return Ok(Decision::Admitted(Reservation::default()));
+            return Ok(());
         }
-        let mut invocation = self.reserve_script.prepare_invoke();
-        if self.caller_clock {
-            invocation.arg(now_ms);
-        } else {
-            invocation.arg("");
-        }
-        invocation.arg(self.grace_ms);
-        for ask in asks {
-            if ask.amount > MAX_EXACT {
-                return Err(CounterError(format!(
-                    "amount {} for {} {} is above what the Redis counter handles ({MAX_EXACT})",
-                    ask.amount,
-                    ask.bucket.level.as_str(),
-                    ask.bucket.metric.as_str()
-                )));
-            }
-            invocation
-                .key(self.bucket_base(&ask.bucket))
-                .arg(ask.bucket.window.as_str())
-                .arg(ask.limit.min(MAX_EXACT))
-                .arg(ask.amount);
-        }
+        // The cancel path reads the reservation's own time from its ticket; the clock
+        // argument is not used.
+        let invocation = self.invocation(asks, 0, Some(ticket), "cancel")?;
         let mut conn = self.conn().await?;
-        let reply: Vec<i64> = match invocation.invoke_async(&mut conn.conn).await {
-            Ok(reply) => reply,
-            Err(e) => return Err(self.fail(&mut conn, &e)),
-        };
-        drop(conn);
-        decode_reserve(asks, &reply).ok_or_else(|| {
-            CounterError(format!(
-                "unexpected reply from the reserve script at {}: {reply:?}",
-                self.target
-            ))
-        })
+        match invocation.invoke_async::<Vec<i64>>(&mut conn.conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(&mut conn, &e)),
+        }
     }
 
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {

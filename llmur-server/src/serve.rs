@@ -114,7 +114,11 @@ pub async fn start(
         database = %app.database,
         catalog = "in memory, refreshed from the database",
         redis = app.invalidation.is_some(),
-        rate_limits = "none",
+        rate_limits = if app.counter_health.is_some() {
+            "counted in Redis (fallback: see rate_limits.on_redis_failure)"
+        } else {
+            "counted in memory (this instance)"
+        },
         deployments = counts.0,
         virtual_keys = counts.1,
         "llmur listening"

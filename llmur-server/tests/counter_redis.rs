@@ -630,3 +630,40 @@ async fn the_scripts_windows_match_window_everywhere() {
     }
     cleanup(&mut conn, &prefix).await;
 }
+
+#[tokio::test]
+async fn a_cancelled_ticket_is_undone_or_never_applies() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let c = counter(&url, &prefix);
+    let tokens = bucket(Level::Project, Metric::Tokens, Window::Day);
+    let asks = [ask(tokens, 1_000, 300)];
+    let now = local_now();
+
+    // Applied, then cancelled: the amount comes back out; a second cancel changes nothing.
+    let kept = admitted(
+        c.reserve(&[ask(tokens, 1_000, 100)], now)
+            .await
+            .expect("reserve"),
+    );
+    let ticket = Uuid::new_v4();
+    admitted(
+        c.reserve_tagged(&asks, now, ticket)
+            .await
+            .expect("tagged reserve"),
+    );
+    assert_eq!(c.usage(tokens, now).await.expect("usage"), 400);
+    c.cancel(&asks, ticket).await.expect("cancel");
+    assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
+    c.cancel(&asks, ticket).await.expect("cancel again");
+    assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
+    assert_eq!(only(&kept).amount, 100);
+
+    // Cancelled before it ran (the cancel overtook it): the reserve never applies.
+    let late = Uuid::new_v4();
+    c.cancel(&asks, late).await.expect("cancel first");
+    assert!(c.reserve_tagged(&asks, now, late).await.is_err());
+    assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
+    cleanup(&mut conn, &prefix).await;
+}

@@ -43,6 +43,9 @@ pub struct FailoverStatus {
     pub policy: FailPolicy,
 }
 
+/// How long a timed-out reservation is retried for cancellation.
+pub const CANCEL_FOR: Duration = Duration::from_secs(60);
+
 /// Wraps a shared counter with timeouts and a fail-open or fail-closed fallback.
 #[derive(Debug)]
 pub struct FailoverCounter {
@@ -90,6 +93,21 @@ impl FailoverCounter {
             failures: self.failures.load(Ordering::Relaxed),
             policy: self.policy,
         }
+    }
+
+    /// While degraded, tries the primary once (unless it is paused), so the status clears
+    /// even when no limited request comes along; `/health` calls this.
+    pub async fn probe(&self) -> FailoverStatus {
+        if self.degraded.load(Ordering::Relaxed) && !self.primary_paused() {
+            let bucket = Bucket {
+                level: super::Level::VirtualKey,
+                id: uuid::Uuid::nil(),
+                metric: super::Metric::Requests,
+                window: crate::window::Window::Minute,
+            };
+            let _ = self.call("probe", self.primary.usage(bucket, 0)).await;
+        }
+        self.status()
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -141,6 +159,39 @@ impl FailoverCounter {
         result
     }
 
+    /// Sends `cancel(ticket)` to the primary until it answers (every `pause`, for about
+    /// [`CANCEL_FOR`]).
+    fn cancel_later(&self, asks: &[Ask], ticket: uuid::Uuid) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let primary = self.primary.clone();
+        let asks = asks.to_vec();
+        let pause = self.pause.max(Duration::from_millis(10));
+        let attempt_timeout = self.timeout.max(Duration::from_millis(500));
+        runtime.spawn(async move {
+            let started = Instant::now();
+            loop {
+                let cancelled =
+                    tokio::time::timeout(attempt_timeout, primary.cancel(&asks, ticket));
+                match cancelled.await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(_)) | Err(_) if started.elapsed() < CANCEL_FOR => {
+                        tokio::time::sleep(pause).await;
+                    }
+                    _ => {
+                        tracing::warn!(
+                            %ticket,
+                            "a timed-out reservation could not be cancelled in the shared counter; \
+                             it may stay counted there until its window ends"
+                        );
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     async fn fallback_reserve(
         &self,
         asks: &[Ask],
@@ -167,12 +218,19 @@ impl UsageCounter for FailoverCounter {
             let error = CounterError("the shared counter is unavailable".to_owned());
             return self.fallback_reserve(asks, now_ms, error).await;
         }
+        let ticket = uuid::Uuid::new_v4();
         match self
-            .call("reserve", self.primary.reserve(asks, now_ms))
+            .call("reserve", self.primary.reserve_tagged(asks, now_ms, ticket))
             .await
         {
             Ok(decision) => Ok(decision),
-            Err(error) => self.fallback_reserve(asks, now_ms, error).await,
+            Err(error) => {
+                // The call may have reached the primary and still run there: undo it
+                // (or keep it from running) in the background, so the request is not
+                // counted twice — locally now and in the shared counter later.
+                self.cancel_later(asks, ticket);
+                self.fallback_reserve(asks, now_ms, error).await
+            }
         }
     }
 

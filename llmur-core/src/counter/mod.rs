@@ -205,4 +205,25 @@ pub trait UsageCounter: Send + Sync + std::fmt::Debug + 'static {
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError>;
     /// The current usage of `bucket` in the window containing `now_ms`.
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError>;
+
+    /// Like [`reserve`](Self::reserve), tagged with `ticket` so that
+    /// [`cancel`](Self::cancel) can undo it when its answer is lost (a timeout after the
+    /// call was sent). The default ignores the ticket: for counters whose calls cannot be
+    /// lost halfway, such as the in-memory one.
+    async fn reserve_tagged(
+        &self,
+        asks: &[Ask],
+        now_ms: i64,
+        ticket: Uuid,
+    ) -> Result<Decision, CounterError> {
+        let _ = ticket;
+        self.reserve(asks, now_ms).await
+    }
+
+    /// Undoes the reserve tagged `ticket` (same `asks`) if it was applied, and makes sure
+    /// it is never applied if it has not run yet. Idempotent; the default does nothing.
+    async fn cancel(&self, asks: &[Ask], ticket: Uuid) -> Result<(), CounterError> {
+        let _ = (asks, ticket);
+        Ok(())
+    }
 }

@@ -3,11 +3,20 @@
 -- KEYS[i]   bucket key without its window: {prefix}:{level}:{id}:{metric}:{window}
 -- ARGV[1]   the caller's clock in Unix ms, or '' to use the server's TIME
 -- ARGV[2]   grace in ms kept after a window's end (so late settles still find it)
--- ARGV[3i], ARGV[3i+1], ARGV[3i+2]   ask i: window kind, limit, amount
+-- ARGV[3]   the ticket key ('' for none): {prefix}:ticket:{uuid}
+-- ARGV[4]   'reserve' or 'cancel'
+-- ARGV[3i+2], ARGV[3i+3], ARGV[3i+4]   ask i: window kind, limit, amount
 --
--- Reply when admitted: {1, now, start_1, end_1, used_1, ..., start_n, end_n, used_n}
--- Reply when refused:  {0, now, i, used_i, end_i} for the first bucket without room;
--- nothing is written then.
+-- reserve, reply when admitted: {1, now, start_1, end_1, used_1, ..., start_n, end_n, used_n}
+-- reserve, reply when refused:  {0, now, i, used_i, end_i} for the first bucket without
+-- room; nothing is written then.
+-- reserve, reply when its ticket was cancelled before it ran: {2, now}; nothing written.
+-- An admitted reserve with a ticket records its `now` under the ticket key (60 s), so a
+-- `cancel` of the same ticket and asks can take the amounts back out of the same windows.
+--
+-- cancel: when the ticket's reserve was applied, subtract its amounts (never below 0);
+-- either way leave a tombstone ({ticket}:x, 10 min) so a reserve still queued never
+-- applies. Reply {3, now}. Idempotent.
 
 local MINUTE = 60000
 local HOUR = 3600000
@@ -85,11 +94,40 @@ else
   now = tonumber(ARGV[1])
 end
 local grace = tonumber(ARGV[2])
+local ticket = ARGV[3]
+local mode = ARGV[4]
+local TICKET_MS = 60000
+local TOMBSTONE_MS = 600000
+
+if mode == 'cancel' then
+  local applied = redis.call('GET', ticket)
+  if applied then
+    local at = tonumber(applied)
+    for i = 1, #KEYS do
+      local k = 3 * i + 2
+      local s = bounds(ARGV[k], at)
+      local key = KEYS[i] .. ':' .. int(s)
+      local current = redis.call('GET', key)
+      if current then
+        local after = tonumber(current) - tonumber(ARGV[k + 2])
+        if after < 0 then after = 0 end
+        redis.call('SET', key, int(after), 'KEEPTTL')
+      end
+    end
+    redis.call('DEL', ticket)
+  end
+  redis.call('SET', ticket .. ':x', '1', 'PX', TOMBSTONE_MS)
+  return {3, now}
+end
+
+if ticket ~= '' and redis.call('EXISTS', ticket .. ':x') == 1 then
+  return {2, now}
+end
 
 local n = #KEYS
 local keys, starts, ends = {}, {}, {}
 for i = 1, n do
-  local at = 3 * i
+  local at = 3 * i + 2
   local s, e = bounds(ARGV[at], now)
   local key = KEYS[i] .. ':' .. int(s)
   local limit = tonumber(ARGV[at + 1])
@@ -103,11 +141,14 @@ end
 
 local reply = {1, now}
 for i = 1, n do
-  local used = redis.call('INCRBY', keys[i], ARGV[3 * i + 2])
+  local used = redis.call('INCRBY', keys[i], ARGV[3 * i + 4])
   -- Relative to `now`, so a caller's (fake) clock gets the same lifetime as the server's.
   redis.call('PEXPIRE', keys[i], int(ends[i] - now + grace))
   reply[#reply + 1] = starts[i]
   reply[#reply + 1] = ends[i]
   reply[#reply + 1] = used
+end
+if ticket ~= '' then
+  redis.call('SET', ticket, int(now), 'PX', TICKET_MS)
 end
 return reply

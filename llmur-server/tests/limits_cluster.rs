@@ -1,0 +1,505 @@
+//! Three `llmur` processes on one PostgreSQL and one Redis enforce a key's limit exactly
+//! across the cluster: hammered concurrently through all three, exactly the limit is
+//! admitted (requests), or exactly as many token reservations as fit (tokens), and the
+//! shared Redis bucket ends at the real usage once the answers have settled.
+
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail loudly"
+)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use llmur_server::db::testing::{TempDatabaseGuard, fresh_postgres_database};
+use llmur_testkit::{Flavor, Latency, MockServer, Script};
+use serde_json::{Value, json};
+
+const APP_SECRET: &str = "limits-cluster-application-secret-0123";
+const UPSTREAM_KEY: &str = "sk-upstream-limits-cluster";
+const DAY_MS: i64 = 86_400_000;
+
+fn redis_url() -> String {
+    std::env::var("LLMUR_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// One `llmur` process; killed on drop.
+struct Instance {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `llmur` with the config file `config` and waits for its "listening" line.
+fn launch(config: &PathBuf, database_url: &str) -> Instance {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llmur"))
+        .env("LLMUR_CONFIG", config)
+        .env("LLMUR_HOST", "127.0.0.1")
+        .env("LLMUR_PORT", "0")
+        .env("LLMUR_DATABASE_URL", database_url)
+        .env("LLMUR_REDIS_URL", redis_url())
+        .env("LLMUR_APPLICATION_SECRET", APP_SECRET)
+        .env("LLMUR_LOG_FORMAT", "json")
+        .env("LLMUR_LOG_LEVEL", "warn,llmur_server::serve=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("llmur starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = output.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["message"] == "llmur listening" {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            sink.lock().expect("lock").push(line);
+        }
+    });
+    // Drained so a chatty process never blocks on a full pipe.
+    let sink = output.clone();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        sink.lock().expect("lock").push(text);
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "llmur did not start; output: {:?}",
+                output.lock().map(|o| o.clone())
+            )
+        });
+    Instance {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+/// Three instances, one mock upstream, one fresh database, one config file.
+struct Cluster {
+    // Declared first: the processes stop before the database and the file go.
+    instances: Vec<Instance>,
+    mock: MockServer,
+    /// The deployment clients send as `model`.
+    model: String,
+    /// The virtual key.
+    key: String,
+    config: PathBuf,
+    _db: TempDatabaseGuard,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.instances.clear();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+impl Cluster {
+    /// `key_limits` is a YAML flow mapping. Names carry a random suffix, so the ids (UUID v5
+    /// of the names) and hence the Redis keys are new on every run.
+    async fn start(key_limits: &str, script: Script) -> Self {
+        let (database_url, db) = fresh_postgres_database()
+            .await
+            .expect("PostgreSQL reachable");
+        let mock = MockServer::start(Flavor::OpenAi).await.expect("mock");
+        mock.require_api_key(UPSTREAM_KEY);
+        mock.set_script(script);
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let model = format!("chat-{suffix}");
+        let key = format!("sk-llmur-cluster-{suffix}");
+        // Fail closed with a generous timeout: this test is about exactness, and a slow
+        // Redis call must show as a 503 here, never as a silent local admission.
+        let yaml = format!(
+            r#"
+rate_limits: {{on_redis_failure: closed, redis_timeout_ms: 2000}}
+connections:
+  - provider: openai/v1
+    name: up-{suffix}
+    api_endpoint: {url}
+    model: gpt-4o-mini
+    api_key: {UPSTREAM_KEY}
+deployments:
+  - {{name: {model}, connections: [up-{suffix}]}}
+projects: [{{name: team-{suffix}}}]
+virtual_keys:
+  - key: {key}
+    project: team-{suffix}
+    deployments: [{model}]
+    limits: {key_limits}
+"#,
+            url = mock.base_url()
+        );
+        let config = std::env::temp_dir().join(format!("llmur-limits-cluster-{suffix}.yaml"));
+        std::fs::write(&config, yaml).expect("config file written");
+        // The first one applies the migrations; the other two start together.
+        let first = launch(&config, &database_url);
+        let (b, c) = std::thread::scope(|s| {
+            let b = s.spawn(|| launch(&config, &database_url));
+            let c = s.spawn(|| launch(&config, &database_url));
+            (
+                b.join().expect("second instance"),
+                c.join().expect("third instance"),
+            )
+        });
+        Self {
+            instances: vec![first, b, c],
+            mock,
+            model,
+            key,
+            config,
+            _db: db,
+        }
+    }
+
+    /// Sends `total` chat requests with `body`, `in_flight` at a time, spread round-robin
+    /// over the three instances.
+    async fn hammer(&self, total: usize, in_flight: usize, body: Value) -> Vec<Outcome> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(in_flight)
+            .build()
+            .expect("client");
+        let started = Instant::now();
+        futures_util::stream::iter(0..total)
+            .map(|i| {
+                let http = http.clone();
+                let url = format!(
+                    "{}/v1/chat/completions",
+                    self.instances[i % self.instances.len()].base
+                );
+                let body = body.clone();
+                let key = self.key.clone();
+                async move {
+                    let sent = started.elapsed();
+                    let response = http
+                        .post(url)
+                        .bearer_auth(key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("llmur answers");
+                    let status = response.status().as_u16();
+                    let header = |name: &str| {
+                        response
+                            .headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let remaining_requests = header("x-ratelimit-remaining-requests");
+                    let remaining_tokens = header("x-ratelimit-remaining-tokens");
+                    let limit_tokens = header("x-ratelimit-limit-tokens");
+                    let retry_after = header("retry-after");
+                    let body: Value = response.json().await.expect("JSON body");
+                    Outcome {
+                        instance: i % 3,
+                        status,
+                        sent,
+                        done: started.elapsed(),
+                        remaining_requests,
+                        remaining_tokens,
+                        limit_tokens,
+                        retry_after,
+                        body,
+                    }
+                }
+            })
+            .buffer_unordered(in_flight)
+            .collect()
+            .await
+    }
+
+    /// Every instance counted in Redis throughout: no failed or timed-out counter call.
+    async fn assert_counted_in_redis(&self) {
+        for (i, instance) in self.instances.iter().enumerate() {
+            let health: Value = reqwest::get(format!("{}/health", instance.base))
+                .await
+                .expect("health answers")
+                .json()
+                .await
+                .expect("health JSON");
+            assert_eq!(health["status"], "ok", "instance {i}: {health}");
+            assert_eq!(health["counter"]["failures"], 0, "instance {i}: {health}");
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Outcome {
+    instance: usize,
+    status: u16,
+    sent: Duration,
+    done: Duration,
+    remaining_requests: Option<String>,
+    remaining_tokens: Option<String>,
+    limit_tokens: Option<String>,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+fn number(header: Option<&String>) -> u64 {
+    header
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("numeric header expected, got {header:?}"))
+}
+
+/// Checks every refusal is a per-day `rate_limit_exceeded` on the key; returns the
+/// key's id and the Redis key of its `metric` bucket for this window.
+fn check_refusals(refused: &[&Outcome], metric: &str) -> String {
+    let first = refused.first().expect("some requests were refused");
+    let id = first.body["error"]["llmur"]["id"]
+        .as_str()
+        .expect("the 429 names the key's id")
+        .to_owned();
+    let resets_at = first.body["error"]["llmur"]["resets_at_ms"]
+        .as_i64()
+        .expect("the 429 names the window's end");
+    for r in refused {
+        assert_eq!(r.status, 429, "{:?}", r.body);
+        let error = &r.body["error"];
+        assert_eq!(error["type"], "rate_limit_exceeded", "{}", r.body);
+        assert_eq!(error["code"], "rate_limit_exceeded", "{}", r.body);
+        assert_eq!(error["llmur"]["level"], "virtual_key", "{}", r.body);
+        assert_eq!(error["llmur"]["window"], "day", "{}", r.body);
+        assert_eq!(error["llmur"]["metric"], metric, "{}", r.body);
+        assert_eq!(error["llmur"]["id"], id.as_str(), "{}", r.body);
+        assert!(r.retry_after.is_some(), "429 without Retry-After");
+    }
+    format!(
+        "llmur:rl:virtual_key:{id}:{metric}:day:{}",
+        resets_at - DAY_MS
+    )
+}
+
+async fn redis_get(key: &str) -> Option<i64> {
+    let client = redis::Client::open(redis_url()).expect("Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis reachable");
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET")
+}
+
+/// Removes a bucket this run made (it would expire by itself a day later).
+async fn redis_del(key: &str) {
+    let client = redis::Client::open(redis_url()).expect("Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis reachable");
+    let _: i64 = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+}
+
+fn per_instance(outcomes: &[&Outcome]) -> [usize; 3] {
+    let mut counts = [0; 3];
+    for o in outcomes {
+        counts[o.instance] += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_admit_exactly_the_request_limit() {
+    const LIMIT: usize = 100;
+    const TOTAL: usize = 330;
+    const IN_FLIGHT: usize = 36;
+    let started = Instant::now();
+    let cluster = Cluster::start(
+        &format!("{{requests: {{per_day: {LIMIT}}}}}"),
+        Script::new()
+            .usage(3, 2)
+            .latency(Latency::Fixed(Duration::from_millis(30))),
+    )
+    .await;
+    let up = started.elapsed();
+    let body = json!({"model": cluster.model, "messages": [{"role": "user", "content": "hi"}]});
+    let burst = Instant::now();
+    let outcomes = cluster.hammer(TOTAL, IN_FLIGHT, body).await;
+    let burst = burst.elapsed();
+
+    let admitted: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == 200).collect();
+    let refused: Vec<&Outcome> = outcomes.iter().filter(|o| o.status != 200).collect();
+    eprintln!(
+        "requests: {} admitted {:?} per instance, {} refused {:?}; cluster up in {up:?}, \
+         burst took {burst:?}",
+        admitted.len(),
+        per_instance(&admitted),
+        refused.len(),
+        per_instance(&refused)
+    );
+    assert_eq!(
+        admitted.len(),
+        LIMIT,
+        "exactly the limit, across three instances"
+    );
+    assert_eq!(refused.len(), TOTAL - LIMIT);
+    assert_eq!(
+        cluster.mock.request_count(),
+        LIMIT,
+        "only admitted requests reached the upstream"
+    );
+    // Each admission saw the shared count one higher than the one before: every value of
+    // `remaining` from limit - 1 down to 0 appears once.
+    let remaining: BTreeSet<u64> = admitted
+        .iter()
+        .map(|o| number(o.remaining_requests.as_ref()))
+        .collect();
+    assert_eq!(
+        remaining,
+        (0..LIMIT as u64).collect::<BTreeSet<_>>(),
+        "x-ratelimit-remaining-requests over the admitted requests"
+    );
+    let redis_key = check_refusals(&refused, "requests");
+    for r in &refused {
+        assert_eq!(r.body["error"]["llmur"]["used"], LIMIT, "{}", r.body);
+    }
+    assert_eq!(
+        redis_get(&redis_key).await,
+        Some(LIMIT as i64),
+        "the shared bucket {redis_key} holds the limit; refusals add nothing"
+    );
+    cluster.assert_counted_in_redis().await;
+    redis_del(&redis_key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_reserve_tokens_exactly_and_settle_to_real_usage() {
+    const TOTAL: usize = 240;
+    const IN_FLIGHT: usize = 60;
+    const MAX_TOKENS: u64 = 90;
+    const PROMPT_USAGE: u64 = 7;
+    const COMPLETION_USAGE: u64 = 5;
+    // Long enough that every request has been reserved (or refused) before the first
+    // admitted answer comes back and settles.
+    const LATENCY: Duration = Duration::from_secs(3);
+
+    let messages = json!([{"role": "user", "content": "How many tokens?"}]);
+    let prompt_estimate =
+        (serde_json::to_string(&messages).expect("JSON").len() as u64).div_ceil(4);
+    let reservation = prompt_estimate + MAX_TOKENS;
+    let fits: u64 = 25;
+    // Room for 25 reservations and most of a 26th.
+    let limit = fits * reservation + reservation - 1;
+
+    let started = Instant::now();
+    let cluster = Cluster::start(
+        &format!("{{tokens: {{per_day: {limit}}}}}"),
+        Script::new()
+            .usage(PROMPT_USAGE, COMPLETION_USAGE)
+            .latency(Latency::Fixed(LATENCY)),
+    )
+    .await;
+    let up = started.elapsed();
+    let body = json!({"model": cluster.model, "messages": messages, "max_tokens": MAX_TOKENS});
+    let burst = Instant::now();
+    let outcomes = cluster.hammer(TOTAL, IN_FLIGHT, body).await;
+    let burst = burst.elapsed();
+
+    let admitted: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == 200).collect();
+    let refused: Vec<&Outcome> = outcomes.iter().filter(|o| o.status != 200).collect();
+    let last_refusal = refused.iter().map(|o| o.done).max().unwrap_or_default();
+    let last_send = outcomes.iter().map(|o| o.sent).max().unwrap_or_default();
+    eprintln!(
+        "tokens: reservation {reservation} ({prompt_estimate} prompt + {MAX_TOKENS}), limit \
+         {limit}: {} admitted {:?} per instance, {} refused; last request sent at {last_send:?}, \
+         last refusal answered at {last_refusal:?}; cluster up in {up:?}, burst took {burst:?}",
+        admitted.len(),
+        per_instance(&admitted),
+        refused.len()
+    );
+    assert!(
+        last_refusal < LATENCY,
+        "the test's premise: every request was decided before any answer settled \
+         (last refusal at {last_refusal:?}, upstream latency {LATENCY:?})"
+    );
+    assert_eq!(
+        admitted.len() as u64,
+        limit / reservation,
+        "floor(limit / reservation) admitted across three instances"
+    );
+    assert_eq!(cluster.mock.request_count() as u64, fits);
+    // Reservations went in one after the other: remaining = limit - k * reservation.
+    let remaining: BTreeSet<u64> = admitted
+        .iter()
+        .map(|o| {
+            assert_eq!(o.limit_tokens.as_deref(), Some(limit.to_string().as_str()));
+            number(o.remaining_tokens.as_ref())
+        })
+        .collect();
+    assert_eq!(
+        remaining,
+        (1..=fits)
+            .map(|k| limit - k * reservation)
+            .collect::<BTreeSet<_>>(),
+        "x-ratelimit-remaining-tokens over the admitted requests"
+    );
+    let redis_key = check_refusals(&refused, "tokens");
+    for r in &refused {
+        let llmur = &r.body["error"]["llmur"];
+        assert_eq!(
+            llmur["used"],
+            fits * reservation,
+            "refused before any settle: {llmur}"
+        );
+        assert_eq!(llmur["requested"], reservation, "{llmur}");
+    }
+
+    // The answers' real usage replaces the reservations in the shared bucket.
+    let reported: u64 = admitted
+        .iter()
+        .map(|o| {
+            let usage = &o.body["usage"];
+            assert_eq!(usage["prompt_tokens"], PROMPT_USAGE, "{usage}");
+            assert_eq!(usage["completion_tokens"], COMPLETION_USAGE, "{usage}");
+            usage["total_tokens"].as_u64().expect("total_tokens")
+        })
+        .sum();
+    assert_eq!(reported, fits * (PROMPT_USAGE + COMPLETION_USAGE));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let settled = loop {
+        let used = redis_get(&redis_key).await;
+        if used == Some(reported as i64) || Instant::now() > deadline {
+            break used;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        settled,
+        Some(reported as i64),
+        "{redis_key} ends at the sum of the reported usage"
+    );
+    // And it stays there: no late settle or double refund moves it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(redis_get(&redis_key).await, Some(reported as i64));
+    cluster.assert_counted_in_redis().await;
+    redis_del(&redis_key).await;
+}
