@@ -91,8 +91,10 @@ pub struct RedisCounter {
     caller_clock: bool,
     last_connect_error: Arc<Mutex<Option<String>>>,
     reserve_script: Script,
-    settle_script: Script,
+    settles: Arc<settle_batch::SettleBatch>,
 }
+
+mod settle_batch;
 
 impl RedisCounter {
     /// The default key prefix.
@@ -144,8 +146,8 @@ impl RedisCounter {
             .error_sink(Box::new(LastError(Arc::clone(&last_connect_error))))
             .build_unchecked(Manager(manager));
         Ok(Self {
-            pool,
-            target,
+            pool: pool.clone(),
+            target: target.clone(),
             prefix: options.prefix,
             grace_ms: u64::try_from(options.grace.as_millis())
                 .unwrap_or(u64::MAX)
@@ -154,7 +156,11 @@ impl RedisCounter {
             caller_clock: false,
             last_connect_error,
             reserve_script: Script::new(include_str!("counter_redis/reserve.lua")),
-            settle_script: Script::new(include_str!("counter_redis/settle.lua")),
+            settles: settle_batch::SettleBatch::new(
+                pool,
+                Script::new(include_str!("counter_redis/settle.lua")),
+                target,
+            ),
         })
     }
 
@@ -345,28 +351,20 @@ impl UsageCounter for RedisCounter {
     }
 
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
-        let mut invocation = self.settle_script.prepare_invoke();
-        let mut any = false;
+        let mut parts = Vec::new();
         for (i, part) in reservation.parts.iter().enumerate() {
             // A missing actual keeps the reservation; an unchanged amount needs no write.
             let Some(&real) = actual.get(i) else { continue };
             if real == part.amount {
                 continue;
             }
-            invocation
-                .key(self.key(&part.bucket, part.window_start))
-                .arg(part.amount.min(MAX_EXACT))
-                .arg(real.min(MAX_EXACT));
-            any = true;
+            parts.push((
+                self.key(&part.bucket, part.window_start),
+                part.amount.min(MAX_EXACT),
+                real.min(MAX_EXACT),
+            ));
         }
-        if !any {
-            return Ok(());
-        }
-        let mut conn = self.conn().await?;
-        match invocation.invoke_async::<i64>(&mut conn.conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.fail(&mut conn, &e)),
-        }
+        self.settles.settle(parts).await
     }
 
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {

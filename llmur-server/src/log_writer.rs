@@ -115,27 +115,24 @@ async fn run(
     inner: Arc<Inner>,
 ) {
     let mut batch = Vec::with_capacity(options.batch_size);
+    let mut stopping = false;
     loop {
-        let stopping = tokio::select! {
-            n = rx.recv_many(&mut batch, options.batch_size) => n == 0,
-            _ = &mut stop => true,
-        };
-        if !stopping && batch.len() < options.batch_size {
-            // Give a burst a moment to fill the batch.
-            let deadline = tokio::time::sleep(options.flush_every);
-            tokio::pin!(deadline);
-            while batch.len() < options.batch_size {
-                let room = options.batch_size - batch.len();
-                tokio::select! {
-                    n = rx.recv_many(&mut batch, room) => if n == 0 { break },
-                    () = &mut deadline => break,
-                }
-            }
+        if !stopping {
+            stopping = tokio::select! {
+                n = rx.recv_many(&mut batch, options.batch_size) => n == 0,
+                _ = &mut stop => true,
+            };
         }
-        if stopping {
-            while let Ok(log) = rx.try_recv() {
-                batch.push(log);
-            }
+        if !stopping && batch.len() < options.batch_size {
+            // Let a burst accumulate without waking this task for every record: sleep,
+            // then take whatever is queued.
+            stopping = tokio::select! {
+                () = tokio::time::sleep(options.flush_every) => false,
+                _ = &mut stop => true,
+            };
+        }
+        while let Ok(log) = rx.try_recv() {
+            batch.push(log);
         }
         for chunk in batch.chunks(options.batch_size) {
             write(&*store, chunk, options.attempts, &inner).await;

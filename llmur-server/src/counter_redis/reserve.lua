@@ -124,28 +124,38 @@ if ticket ~= '' and redis.call('EXISTS', ticket .. ':x') == 1 then
   return {2, now}
 end
 
+-- Add first, roll back on the first bucket without room: one call per bucket when the
+-- request is admitted (the common case), instead of a read and a write.
 local n = #KEYS
-local keys, starts, ends = {}, {}, {}
+local keys, amounts = {}, {}
+local reply = {1, now}
 for i = 1, n do
   local at = 3 * i + 2
   local s, e = bounds(ARGV[at], now)
   local key = KEYS[i] .. ':' .. int(s)
   local limit = tonumber(ARGV[at + 1])
   local amount = tonumber(ARGV[at + 2])
-  local used = tonumber(redis.call('GET', key) or '0')
-  if used + amount > limit then
-    return {0, now, i, used, e}
+  local used = redis.call('INCRBY', key, amount)
+  if used > limit then
+    if used == amount then
+      -- Created by this call: remove it rather than leave a key without a TTL.
+      redis.call('DEL', key)
+    else
+      redis.call('DECRBY', key, amount)
+    end
+    for j = 1, i - 1 do
+      redis.call('DECRBY', keys[j], amounts[j])
+    end
+    return {0, now, i, used - amount, e}
   end
-  keys[i], starts[i], ends[i] = key, s, e
-end
-
-local reply = {1, now}
-for i = 1, n do
-  local used = redis.call('INCRBY', keys[i], ARGV[3 * i + 4])
-  -- Relative to `now`, so a caller's (fake) clock gets the same lifetime as the server's.
-  redis.call('PEXPIRE', keys[i], int(ends[i] - now + grace))
-  reply[#reply + 1] = starts[i]
-  reply[#reply + 1] = ends[i]
+  if used == amount then
+    -- First write in this window. Relative to `now`, so a caller's (fake) clock gets the
+    -- same lifetime as the server's.
+    redis.call('PEXPIRE', key, int(e - now + grace))
+  end
+  keys[i], amounts[i] = key, amount
+  reply[#reply + 1] = s
+  reply[#reply + 1] = e
   reply[#reply + 1] = used
 end
 if ticket ~= '' then

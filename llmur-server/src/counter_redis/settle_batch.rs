@@ -1,0 +1,120 @@
+//! Settles gathered over a millisecond and sent as one script call.
+//!
+//! Owns: [`SettleBatch`]. Under load many requests settle the same buckets (the same key,
+//! project, deployment and connection); their corrections are summed per Redis key and
+//! written together, so Redis does one call per busy key per batch instead of one per
+//! request. Each `settle` still returns only once its own correction is written (or has
+//! failed), so callers see the same contract as an unbatched settle. The write runs in a
+//! task of its own: a caller that gives up waiting (a timeout) cannot strand the batch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bb8_redis::bb8::Pool;
+use bb8_redis::redis::Script;
+use llmur_core::counter::CounterError;
+use tokio::sync::oneshot;
+
+use super::Manager;
+
+/// How long the first settle of a batch waits for others to join it.
+const WINDOW: Duration = Duration::from_millis(1);
+
+type Waiter = oneshot::Sender<Result<(), CounterError>>;
+
+#[derive(Default)]
+struct Pending {
+    /// Per key: (reserved, actual), summed.
+    parts: HashMap<String, (u64, u64)>,
+    waiters: Vec<Waiter>,
+}
+
+/// The batch being gathered, shared by all clones of the counter's handle.
+pub(super) struct SettleBatch {
+    pool: Pool<Manager>,
+    script: Script,
+    target: String,
+    pending: Mutex<Option<Pending>>,
+}
+
+impl SettleBatch {
+    pub(super) fn new(pool: Pool<Manager>, script: Script, target: String) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            script,
+            target,
+            pending: Mutex::new(None),
+        })
+    }
+
+    /// Adds `(key, reserved, actual)` corrections and waits until they are written.
+    pub(super) async fn settle(
+        self: &Arc<Self>,
+        parts: Vec<(String, u64, u64)>,
+    ) -> Result<(), CounterError> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        let start_batch = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let open = pending.is_none();
+            let batch = pending.get_or_insert_with(Pending::default);
+            for (key, reserved, actual) in parts {
+                let sums = batch.parts.entry(key).or_insert((0, 0));
+                sums.0 = sums.0.saturating_add(reserved);
+                sums.1 = sums.1.saturating_add(actual);
+            }
+            batch.waiters.push(tx);
+            open
+        };
+        if start_batch {
+            let this = Arc::clone(self);
+            tokio::spawn(async move { this.flush().await });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(CounterError(
+                "the settle batch was dropped before it was written".to_owned(),
+            ))
+        })
+    }
+
+    async fn flush(&self) {
+        tokio::time::sleep(WINDOW).await;
+        let batch = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(batch) = batch else { return };
+        let result = self.write(&batch.parts).await;
+        for waiter in batch.waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    async fn write(&self, parts: &HashMap<String, (u64, u64)>) -> Result<(), CounterError> {
+        let mut invocation = self.script.prepare_invoke();
+        for (key, (reserved, actual)) in parts {
+            if reserved == actual {
+                continue;
+            }
+            invocation.key(key).arg(*reserved).arg(*actual);
+        }
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| CounterError(format!("Redis at {}: {e}", self.target)))?;
+        match invocation.invoke_async::<i64>(&mut conn.conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    conn.broken = true;
+                }
+                Err(CounterError(format!("Redis at {}: {e}", self.target)))
+            }
+        }
+    }
+}
