@@ -59,11 +59,6 @@ enum Command {
     Openapi,
 }
 
-/// mimalloc: the proxy allocates many small, short-lived buffers per request, where it is
-/// measurably cheaper than the system allocator (see benches/README.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

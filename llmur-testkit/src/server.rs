@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -45,6 +45,7 @@ pub(crate) struct Shared {
     default_script: Mutex<Script>,
     queue: Mutex<VecDeque<Script>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    recording: AtomicBool,
     pub counters: Arc<StreamCounters>,
     completion_ids: AtomicU64,
     request_ids: AtomicU64,
@@ -62,6 +63,7 @@ impl Shared {
             default_script: Mutex::new(Script::new()),
             queue: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
+            recording: AtomicBool::new(true),
             counters: Arc::new(StreamCounters::default()),
             completion_ids: AtomicU64::new(1),
             request_ids: AtomicU64::new(1),
@@ -73,7 +75,9 @@ impl Shared {
     }
 
     pub(crate) fn record(&self, req: RecordedRequest) {
-        lock(&self.requests).push(req);
+        if self.recording.load(Ordering::Relaxed) {
+            lock(&self.requests).push(req);
+        }
     }
 
     /// The next one-shot script, or the default one.
@@ -168,6 +172,12 @@ impl MockServer {
     /// back to the default script.
     pub fn push_script(&self, script: Script) {
         lock(&self.shared.queue).push_back(script);
+    }
+
+    /// Whether requests are recorded (the default). A long-running mock under load (a
+    /// benchmark) turns it off so memory stays flat; [`MockServer::requests`] is then empty.
+    pub fn set_recording(&self, on: bool) {
+        self.shared.recording.store(on, Ordering::Relaxed);
     }
 
     /// All requests received so far, oldest first.

@@ -47,6 +47,9 @@ struct Args {
     /// Streaming: delay between chunks, in milliseconds.
     #[arg(long, default_value_t = 0)]
     cadence_ms: u64,
+    /// Do not keep received requests in memory (for load tests: memory stays flat).
+    #[arg(long)]
+    no_record: bool,
 }
 
 impl Args {
@@ -82,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.require_api_key(key);
     }
     server.set_script(args.script());
+    server.set_recording(!args.no_record);
     {
         let mut out = std::io::stdout().lock();
         writeln!(

@@ -1,0 +1,135 @@
+//! `llmur-floor`: the benchmark's *floor* — the cheapest proxy one extra hop can be.
+//!
+//! A bare hyper 1 / hyper-util server (HTTP/1.1 and h2c, like llmur's listener) that hands
+//! every request to the same kind of HTTP client llmur uses (reqwest with rustls,
+//! `TCP_NODELAY`, a keep-alive pool) and streams the answer back. No authentication, no
+//! parsing, no limits, no logging: the request body and the response body are streamed
+//! through untouched, only hop-by-hop headers are dropped.
+//!
+//! Owns: its listener and its client. Must not touch: anything of llmur — it is the yardstick
+//! llmur's added latency is compared with, so it must stay minimal.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// A pass-through HTTP proxy to one upstream.
+#[derive(Debug, Parser)]
+#[command(name = "llmur-floor", about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8098")]
+    listen: SocketAddr,
+    /// Upstream base URL, e.g. `http://127.0.0.1:8099` (no trailing slash).
+    #[arg(long)]
+    upstream: String,
+}
+
+type FloorBody = Either<reqwest::Body, Full<Bytes>>;
+
+/// Headers that belong to one hop and are never forwarded.
+const HOP_BY_HOP: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+#[derive(Debug)]
+struct Floor {
+    client: reqwest::Client,
+    upstream: String,
+}
+
+impl Floor {
+    async fn forward(&self, req: Request<Incoming>) -> Response<FloorBody> {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let url = format!("{}{path}", self.upstream);
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        headers.remove(header::HOST);
+        let sent = self
+            .client
+            .request(parts.method, url)
+            .headers(headers)
+            .body(reqwest::Body::wrap(body))
+            .send()
+            .await;
+        match sent {
+            Ok(answer) => {
+                let mut response: Response<reqwest::Body> = answer.into();
+                strip_hop_by_hop(response.headers_mut());
+                response.map(Either::Left)
+            }
+            Err(e) => {
+                let mut response = Response::new(Either::Right(Full::new(Bytes::from(format!(
+                    "floor: upstream failed: {e}\n"
+                )))));
+                *response.status_mut() = StatusCode::BAD_GATEWAY;
+                response
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let floor = Arc::new(Floor {
+        client,
+        upstream: args.upstream.trim_end_matches('/').to_owned(),
+    });
+    let listener = TcpListener::bind(args.listen).await?;
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Without it Nagle's algorithm meets the client's delayed ACK (~40 ms stalls).
+        let _ = stream.set_nodelay(true);
+        let floor = Arc::clone(&floor);
+        let service = service_fn(move |req| {
+            let floor = Arc::clone(&floor);
+            async move { Ok::<_, Infallible>(floor.forward(req).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}

@@ -1,0 +1,163 @@
+//! llmur configuration files for the benchmark's profiles, written as YAML text.
+//!
+//! - **bare**: the in-memory SQLite store, no Redis (counters in memory), logging off;
+//! - **full**: a fresh PostgreSQL schema (catalog and request logs), Redis counters, info
+//!   logging (llmur's default);
+//!
+//! both with the catalog as code — one connection to the mock, one deployment, one
+//! project, one virtual key — and generous limits on all four levels (requests and tokens
+//! per minute and per day, budget per minute and per day), so the counting path runs on
+//! every request but never refuses one. The scale variant adds keys and deployments.
+//!
+//! Owns: the YAML text. Must not touch: starting processes.
+
+use std::fmt::Write as _;
+
+use crate::payload::MODEL;
+
+/// The virtual key every benchmark request carries (also to the direct and floor arms,
+/// which ignore it).
+pub const BENCH_KEY: &str = "sk-llmur-bench-0123456789abcdef";
+
+/// Limits far above anything a run reaches: enforced (counted) on every request, never hit.
+const LIMITS: &str = "{requests: {per_minute: 1000000000, per_day: 100000000000}, \
+tokens: {per_minute: 1000000000000, per_day: 100000000000000}, \
+budget: {per_minute: 1000000000.0, per_day: 100000000000.0}}";
+
+/// Which llmur profile.
+#[derive(Debug, Clone)]
+pub enum Profile {
+    /// In-memory store and counters, logging off.
+    Bare,
+    /// PostgreSQL at this URL, Redis at `redis_url`.
+    Full {
+        /// A `postgres://` URL (a fresh schema).
+        database_url: String,
+        /// A `redis://` URL.
+        redis_url: String,
+    },
+}
+
+/// How big the catalog is beyond the benchmark's own key and deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogSize {
+    /// Virtual keys in total (at least 1: the benchmark key).
+    pub keys: usize,
+    /// Deployments in total (at least 1: the benchmark deployment), each with its own
+    /// connection to the mock.
+    pub deployments: usize,
+}
+
+impl CatalogSize {
+    /// One key and one deployment.
+    pub const MINIMAL: CatalogSize = CatalogSize {
+        keys: 1,
+        deployments: 1,
+    };
+}
+
+/// The configuration file for `profile` listening on `port`, forwarding to `upstream`.
+pub fn render(profile: &Profile, port: u16, upstream: &str, size: CatalogSize) -> String {
+    let mut y = String::with_capacity(256 + size.keys * 110 + size.deployments * 220);
+    let _ = writeln!(y, "host: 127.0.0.1\nport: {port}");
+    let _ = writeln!(y, "application_secret: llmur-bench-application-secret");
+    match profile {
+        Profile::Bare => {
+            let _ = writeln!(y, "log_level: \"off\"\ndatabase_url: \"sqlite::memory:\"");
+        }
+        Profile::Full {
+            database_url,
+            redis_url,
+        } => {
+            let _ = writeln!(
+                y,
+                "log_level: info\ndatabase_url: \"{database_url}\"\nredis_url: \"{redis_url}\""
+            );
+        }
+    }
+    let _ = writeln!(y, "connections:");
+    for d in 0..size.deployments.max(1) {
+        let _ = writeln!(
+            y,
+            "  - provider: openai/v1\n    name: {}\n    api_endpoint: {upstream}\n    model: {MODEL}\n    api_key: sk-mock-upstream-key",
+            connection_name(d)
+        );
+        if d == 0 {
+            let _ = writeln!(y, "    limits: {LIMITS}");
+        }
+    }
+    let _ = writeln!(y, "deployments:");
+    for d in 0..size.deployments.max(1) {
+        let _ = writeln!(
+            y,
+            "  - name: {}\n    connections: [{}]",
+            deployment_name(d),
+            connection_name(d)
+        );
+        if d == 0 {
+            let _ = writeln!(y, "    limits: {LIMITS}");
+        }
+    }
+    let projects = if size.keys > 1 { 100 } else { 0 };
+    let _ = writeln!(y, "projects:\n  - name: bench\n    limits: {LIMITS}");
+    for p in 0..projects {
+        let _ = writeln!(y, "  - name: scale-{p}");
+    }
+    let _ = writeln!(
+        y,
+        "virtual_keys:\n  - key: {BENCH_KEY}\n    project: bench\n    deployments: [{MODEL}]\n    limits: {LIMITS}"
+    );
+    for k in 1..size.keys {
+        let _ = writeln!(
+            y,
+            "  - key: sk-llmur-scale-{k:010}\n    project: scale-{}\n    deployments: [{}]",
+            k % projects.max(1),
+            deployment_name(k % size.deployments.max(1))
+        );
+    }
+    y
+}
+
+fn connection_name(d: usize) -> String {
+    if d == 0 {
+        "mock".to_owned()
+    } else {
+        format!("mock-{d}")
+    }
+}
+
+fn deployment_name(d: usize) -> String {
+    if d == 0 {
+        MODEL.to_owned()
+    } else {
+        format!("scale-deployment-{d}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_valid_for_the_server() {
+        let size = CatalogSize {
+            keys: 50,
+            deployments: 7,
+        };
+        let full = Profile::Full {
+            database_url: "postgres://u@h/db?options=-c%20search_path%3Ds".to_owned(),
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+        };
+        for (profile, size) in [(Profile::Bare, size), (full, CatalogSize::MINIMAL)] {
+            let yaml = render(&profile, 1, "http://127.0.0.1:2", size);
+            assert_eq!(yaml.matches("limits: {requests").count(), 4);
+            let config = llmur_server::Config::from_yaml(&yaml).unwrap();
+            let hasher = llmur_core::KeyHasher::new(&secrecy::SecretString::from("t"));
+            let (_, counts) =
+                llmur_server::catalog::snapshot_from_config(&config, &hasher).unwrap();
+            assert_eq!(counts.virtual_keys, size.keys);
+            assert_eq!(counts.deployments, size.deployments);
+            assert_eq!(counts.connections, size.deployments);
+        }
+    }
+}
