@@ -144,7 +144,7 @@ pub struct Args {
     /// Scenarios (comma-separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub scenarios: Option<Vec<Scenario>>,
-    /// Where to write the JSON results [default: <workspace>/target/bench/latest.json].
+    /// Where to write the JSON results (default: `<workspace>/target/bench/latest.json`).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Redis of the llmur-full arm.

@@ -1,7 +1,7 @@
 //! An entity's limits in the form the proxy asks the counter with.
 //!
 //! Owns: [`LimitSet`], the flattened, per-request-cheap form of a stored
-//! [`Limits`](crate::store::types::Limits): one [`Rule`] per configured (metric, window),
+//! [`Limits`]: one [`Rule`] per configured (metric, window),
 //! budgets in micro-USD. Entities without any limit carry `None` instead of an empty set,
 //! so unlimited keys cost nothing per request.
 //! Must not touch: counting (see [`counter`](crate::counter)).

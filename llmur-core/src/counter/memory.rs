@@ -12,7 +12,7 @@ use super::{Ask, Bucket, CounterError, Decision, Part, Refusal, Reservation, Usa
 pub const SETTLE_GRACE_MS: i64 = 10 * 60_000;
 
 /// The in-memory counter: exact within one process. Finished windows are dropped once a
-/// minute (of the callers' time), [`SETTLE_GRACE_MS`] after they end.
+/// minute (of the callers' time), ten minutes after they end.
 #[derive(Debug, Default)]
 pub struct MemoryCounter {
     counts: Mutex<HashMap<(Bucket, i64), u64>>,
