@@ -295,13 +295,7 @@ impl RedisCounter {
     /// Maps a failed call to a [`CounterError`], marking the connection broken when the
     /// error means it cannot be used again.
     fn fail(&self, conn: &mut Conn, e: &RedisError) -> CounterError {
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_timeout()
-            || e.is_unrecoverable_error()
-        {
-            conn.broken = true;
-        }
+        conn.note_error(e);
         CounterError(format!("Redis at {}: {e}", self.target))
     }
 }
@@ -442,6 +436,19 @@ fn redact_url(url: &str) -> String {
 struct Conn {
     conn: MultiplexedConnection,
     broken: bool,
+}
+
+impl Conn {
+    /// Marks the connection broken when `e` means it cannot be used again.
+    fn note_error(&mut self, e: &RedisError) {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            self.broken = true;
+        }
+    }
 }
 
 /// bb8-redis's manager, with connections the pool drops once a call marks them broken

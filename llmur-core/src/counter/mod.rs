@@ -144,19 +144,6 @@ impl Reservation {
             },
         )
     }
-
-    /// Appends `other`'s parts (both must come from the same counter).
-    pub fn merge(&mut self, other: Reservation) {
-        self.parts.extend(other.parts);
-    }
-
-    /// The part with the least room left among those counting `metric`.
-    pub fn tightest(&self, metric: Metric) -> Option<&Part> {
-        self.parts
-            .iter()
-            .filter(|p| p.bucket.metric == metric)
-            .min_by_key(|p| (p.remaining(), p.resets_at))
-    }
 }
 
 /// Why a reservation was refused: the first bucket without room.

@@ -100,7 +100,7 @@ pub(crate) async fn forward(
     let mut client = None;
     let estimate = cx.limiter.estimate(body, cx.endpoint);
     for connection in deployment.candidates() {
-        let now_ms = unix_ms(cx.clock.now());
+        let now_ms = crate::store::types::Millis::from_system(cx.clock.now()).0;
         let admit = cx.limiter.admit(
             now_ms,
             cx.key,
@@ -183,11 +183,6 @@ fn release(cx: &Context<'_>, client: Option<crate::counter::Reservation>) {
     if let Some(client) = client {
         settle_unused(cx.limiter.counter.clone(), client);
     }
-}
-
-fn unix_ms(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn respond(

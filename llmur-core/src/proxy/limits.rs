@@ -205,11 +205,16 @@ impl Charge {
     /// The `x-ratelimit-*` headers: for requests and for tokens, the bucket with the least
     /// room left among everything this attempt reserved.
     pub(crate) fn headers(&self, now_ms: i64) -> Vec<(HeaderName, HeaderValue)> {
-        let mut all = self.client.clone();
-        all.merge(self.connection.clone());
         let mut out = Vec::new();
         for (metric, suffix) in [(Metric::Requests, "requests"), (Metric::Tokens, "tokens")] {
-            if let Some(part) = all.tightest(metric) {
+            let tightest = self
+                .client
+                .parts
+                .iter()
+                .chain(&self.connection.parts)
+                .filter(|p| p.bucket.metric == metric)
+                .min_by_key(|p| (p.remaining(), p.resets_at));
+            if let Some(part) = tightest {
                 push_ratelimit_headers(
                     &mut out,
                     suffix,
@@ -232,46 +237,57 @@ impl Charge {
     /// Replaces every reservation with the real amounts: the request stays counted;
     /// tokens and cost become `usage` and `cost_micros` (0 for a failed attempt).
     pub(crate) fn settle(self, usage: Usage, cost_micros: u64) {
-        // Apart: the two may come from different counters (one reserved while the shared
-        // counter was down).
+        // Two reservations, settled apart: they may come from different counters (one
+        // reserved while the shared counter was down).
         settle_spawn(
-            self.counter.clone(),
-            self.client,
+            self.counter,
+            [self.client, self.connection],
             usage.total(),
             cost_micros,
         );
-        settle_spawn(self.counter, self.connection, usage.total(), cost_micros);
     }
 }
 
 /// Settles `reservation` with no tokens and no cost (the request still counts).
 pub(crate) fn settle_unused(counter: Arc<dyn UsageCounter>, reservation: Reservation) {
-    settle_spawn(counter, reservation, 0, 0);
+    settle_spawn(counter, [reservation], 0, 0);
 }
 
-fn settle_spawn(counter: Arc<dyn UsageCounter>, reservation: Reservation, tokens: u64, cost: u64) {
-    if reservation.parts.is_empty() {
-        return;
-    }
-    let actual: Vec<u64> = reservation
-        .parts
-        .iter()
-        .map(|p| actual_amount(p, tokens, cost))
+/// Settles every reservation that needs a correction, in one background task; none when
+/// nothing changes.
+fn settle_spawn<const N: usize>(
+    counter: Arc<dyn UsageCounter>,
+    reservations: [Reservation; N],
+    tokens: u64,
+    cost: u64,
+) {
+    let work: Vec<(Reservation, Vec<u64>)> = reservations
+        .into_iter()
+        .filter_map(|reservation| {
+            let actual: Vec<u64> = reservation
+                .parts
+                .iter()
+                .map(|p| actual_amount(p, tokens, cost))
+                .collect();
+            let changed = actual
+                .iter()
+                .zip(&reservation.parts)
+                .any(|(a, p)| *a != p.amount);
+            changed.then_some((reservation, actual))
+        })
         .collect();
-    if actual
-        .iter()
-        .zip(&reservation.parts)
-        .all(|(a, p)| *a == p.amount)
-    {
-        return; // Nothing to correct: no counter call.
+    if work.is_empty() {
+        return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         tracing::warn!("no runtime to settle a usage reservation; the reserved amounts stay");
         return;
     };
     runtime.spawn(async move {
-        if let Err(e) = counter.settle(&reservation, &actual).await {
-            tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+        for (reservation, actual) in &work {
+            if let Err(e) = counter.settle(reservation, actual).await {
+                tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+            }
         }
     });
 }

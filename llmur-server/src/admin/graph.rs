@@ -91,11 +91,7 @@ pub struct CounterUsage {
 #[async_trait::async_trait]
 impl UsageView for CounterUsage {
     async fn usage(&self, level: UsageLevel, id: Uuid) -> WindowUsage {
-        let now_ms = self
-            .clock
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = llmur_core::store::types::Millis::from_system(self.clock.now()).0;
         let level = match level {
             UsageLevel::VirtualKey => Level::VirtualKey,
             UsageLevel::Project => Level::Project,

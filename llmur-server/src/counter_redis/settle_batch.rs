@@ -110,9 +110,7 @@ impl SettleBatch {
         match invocation.invoke_async::<i64>(&mut conn.conn).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                    conn.broken = true;
-                }
+                conn.note_error(&e);
                 Err(CounterError(format!("Redis at {}: {e}", self.target)))
             }
         }
