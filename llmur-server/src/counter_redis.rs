@@ -90,11 +90,23 @@ pub struct RedisCounter {
     connection_timeout: Duration,
     caller_clock: bool,
     last_connect_error: Arc<Mutex<Option<String>>>,
-    reserve_script: Script,
+    reserves: reserve_batch::ReserveBatch,
+    cancel_script: Script,
     settles: Arc<settle_batch::SettleBatch>,
 }
 
+mod reserve_batch;
 mod settle_batch;
+
+/// A script with the window helpers (`windows.lua`) in front of it.
+macro_rules! script_with_windows {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("counter_redis/windows.lua"),
+            include_str!($file)
+        ))
+    };
+}
 
 impl RedisCounter {
     /// The default key prefix.
@@ -145,17 +157,25 @@ impl RedisCounter {
             .test_on_check_out(false)
             .error_sink(Box::new(LastError(Arc::clone(&last_connect_error))))
             .build_unchecked(Manager(manager));
+        let grace_ms = u64::try_from(options.grace.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(MAX_GRACE_MS);
         Ok(Self {
             pool: pool.clone(),
             target: target.clone(),
+            reserves: reserve_batch::ReserveBatch::start(reserve_batch::Sender {
+                pool: pool.clone(),
+                script: script_with_windows!("counter_redis/reserve.lua"),
+                target: target.clone(),
+                prefix: options.prefix.clone(),
+                grace_ms,
+            }),
             prefix: options.prefix,
-            grace_ms: u64::try_from(options.grace.as_millis())
-                .unwrap_or(u64::MAX)
-                .min(MAX_GRACE_MS),
+            grace_ms,
             connection_timeout: options.connection_timeout,
             caller_clock: false,
             last_connect_error,
-            reserve_script: Script::new(include_str!("counter_redis/reserve.lua")),
+            cancel_script: script_with_windows!("counter_redis/cancel.lua"),
             settles: settle_batch::SettleBatch::new(
                 pool,
                 Script::new(include_str!("counter_redis/settle.lua")),
@@ -182,57 +202,18 @@ impl RedisCounter {
         format!("{}:{window_start}", self.bucket_base(bucket))
     }
 
-    /// The key without its window start (the reserve script appends it).
+    /// The key without its window start (the scripts append it).
     fn bucket_base(&self, bucket: &Bucket) -> String {
-        format!(
-            "{}:{}:{}:{}:{}",
-            self.prefix,
-            bucket.level.as_str(),
-            bucket.id,
-            bucket.metric.as_str(),
-            bucket.window.as_str()
-        )
+        reserve_batch::bucket_base(&self.prefix, bucket)
     }
 
-    /// The reserve script's invocation for `asks` (see `reserve.lua` for the layout).
-    fn invocation(
-        &self,
-        asks: &[Ask],
-        now_ms: i64,
-        ticket: Option<Uuid>,
-        mode: &str,
-    ) -> Result<redis::ScriptInvocation<'_>, CounterError> {
-        let mut invocation = self.reserve_script.prepare_invoke();
-        if self.caller_clock {
-            invocation.arg(now_ms);
-        } else {
-            invocation.arg("");
-        }
-        invocation.arg(self.grace_ms);
-        match ticket {
-            Some(ticket) => invocation.arg(format!("{}:ticket:{ticket}", self.prefix)),
-            None => invocation.arg(""),
-        };
-        invocation.arg(mode);
-        for ask in asks {
-            if ask.amount > MAX_EXACT {
-                return Err(CounterError(format!(
-                    "amount {} for {} {} is above what the Redis counter handles ({MAX_EXACT})",
-                    ask.amount,
-                    ask.bucket.level.as_str(),
-                    ask.bucket.metric.as_str()
-                )));
-            }
-            invocation
-                .key(self.bucket_base(&ask.bucket))
-                .arg(ask.bucket.window.as_str())
-                .arg(ask.limit.min(MAX_EXACT))
-                .arg(ask.amount);
-        }
-        Ok(invocation)
+    /// The key recording a cancellable reserve.
+    fn ticket_key(&self, ticket: Uuid) -> String {
+        format!("{}:ticket:{ticket}", self.prefix)
     }
 
-    /// One reserve script call; `ticket` makes it cancellable.
+    /// One reserve, batched with any others queued meanwhile; `ticket` makes it
+    /// cancellable.
     async fn run_reserve(
         &self,
         asks: &[Ask],
@@ -242,13 +223,9 @@ impl RedisCounter {
         if asks.is_empty() {
             return Ok(Decision::Admitted(Reservation::default()));
         }
-        let invocation = self.invocation(asks, now_ms, ticket, "reserve")?;
-        let mut conn = self.conn().await?;
-        let reply: Vec<i64> = match invocation.invoke_async(&mut conn.conn).await {
-            Ok(reply) => reply,
-            Err(e) => return Err(self.fail(&mut conn, &e)),
-        };
-        drop(conn);
+        let now = self.caller_clock.then_some(now_ms);
+        let ticket = ticket.map(|t| self.ticket_key(t));
+        let reply = self.reserves.reserve(asks, now, ticket).await?;
         if let [2, ..] = reply.as_slice() {
             return Err(CounterError(
                 "this reservation was cancelled before it ran".to_owned(),
@@ -334,11 +311,18 @@ impl UsageCounter for RedisCounter {
         if asks.is_empty() {
             return Ok(());
         }
-        // The cancel path reads the reservation's own time from its ticket; the clock
-        // argument is not used.
-        let invocation = self.invocation(asks, 0, Some(ticket), "cancel")?;
+        // The reservation's own time is read from its ticket.
+        let mut invocation = self.cancel_script.prepare_invoke();
+        invocation.arg(self.ticket_key(ticket));
+        for ask in asks {
+            invocation
+                .key(self.bucket_base(&ask.bucket))
+                .arg(ask.bucket.window.as_str())
+                .arg(ask.limit.min(MAX_EXACT))
+                .arg(ask.amount.min(MAX_EXACT));
+        }
         let mut conn = self.conn().await?;
-        match invocation.invoke_async::<Vec<i64>>(&mut conn.conn).await {
+        match invocation.invoke_async::<i64>(&mut conn.conn).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.fail(&mut conn, &e)),
         }

@@ -362,22 +362,16 @@ async fn one_round_trip_per_call() {
         .query_async(&mut conn)
         .await
         .expect("RESETSTAT");
-    // 40 reserves over three buckets: `a` fills at 25, so 15 are refused at the first ask.
-    // The script adds first and rolls back on a refusal; a key gets its TTL on its first
-    // write in the window (`a` and `b` are new, `d` exists since the warm-up).
-    let (mut adds, mut rollbacks, mut reservations) = (0, 0, Vec::new());
+    // 40 reserves, one after another, over three buckets: `a` fills at 25, so 15 are
+    // refused at the first ask. The script reads every bucket with one MGET and writes
+    // each admitted one once; a key new in its window is created with its TTL in one SET
+    // (`a` and `b` are new, `d` exists since the warm-up); a refusal writes nothing.
+    let mut reservations = Vec::new();
     for _ in 0..40 {
         let asks = [ask(a, 25, 1), ask(b, 1_000_000, 100), ask(d, 1_000, 1)];
         match c.reserve(&asks, 0).await.expect("reserve") {
-            Decision::Admitted(r) => {
-                adds += 3;
-                reservations.push(r);
-            }
-            Decision::Refused(refusal) => {
-                assert_eq!(refusal.bucket, a);
-                adds += 1;
-                rollbacks += 1;
-            }
+            Decision::Admitted(r) => reservations.push(r),
+            Decision::Refused(refusal) => assert_eq!(refusal.bucket, a),
         }
     }
     assert_eq!(reservations.len(), 25);
@@ -385,9 +379,9 @@ async fn one_round_trip_per_call() {
     let want: HashMap<String, u64> = [
         ("evalsha", 40),
         ("time", 40),
-        ("incrby", adds),
-        ("decrby", rollbacks),
-        ("pexpire", 2),
+        ("mget", 40),
+        ("set", 2),
+        ("incrby", 25 * 3 - 2),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -417,7 +411,8 @@ async fn one_round_trip_per_call() {
     let want: HashMap<String, u64> = [
         ("evalsha", 10),
         ("time", 1),
-        ("get", 10 * 2 + 1),
+        ("mget", 10),
+        ("get", 1),
         ("incrby", 10 * 2),
     ]
     .into_iter()
@@ -668,4 +663,77 @@ async fn a_cancelled_ticket_is_undone_or_never_applies() {
     assert!(c.reserve_tagged(&asks, now, late).await.is_err());
     assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
     cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reserves_share_script_calls_and_stay_exact() {
+    let scratch = ScratchRedis::start().await;
+    let mut conn = raw(&scratch.url()).await;
+    let c = Arc::new(counter(&scratch.url(), "batch"));
+    let requests = bucket(Level::VirtualKey, Metric::Requests, Window::Day);
+    let tokens = bucket(Level::Project, Metric::Tokens, Window::Minute);
+    admitted(
+        c.reserve(&[ask(tokens, 1, 0)], 0)
+            .await
+            .expect("warm-up loads the script"),
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("RESETSTAT");
+    // 400 reserves at once, 150 fit; half of them carry a ticket (the failover's path).
+    let tasks: Vec<_> = (0..400)
+        .map(|i| {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move {
+                let asks = [ask(requests, 150, 1), ask(tokens, 1_000_000, 7)];
+                let tagged = i % 2 == 0;
+                let decision = if tagged {
+                    c.reserve_tagged(&asks, 0, Uuid::new_v4()).await
+                } else {
+                    c.reserve(&asks, 0).await
+                };
+                (tagged, decision)
+            })
+        })
+        .collect();
+    let (mut used, mut refused, mut tickets) = (Vec::new(), 0, 0);
+    for task in tasks {
+        let (tagged, decision) = task.await.expect("task");
+        match decision.expect("reserve") {
+            Decision::Admitted(r) => {
+                used.push(r.parts[0].used);
+                tickets += u64::from(tagged);
+            }
+            Decision::Refused(refusal) => {
+                assert_eq!(refusal.bucket, requests);
+                assert_eq!(refusal.used, 150);
+                refused += 1;
+            }
+        }
+    }
+    used.sort_unstable();
+    assert_eq!(
+        used,
+        (1..=150).collect::<Vec<_>>(),
+        "each admitted reserve saw its own count"
+    );
+    assert_eq!(refused, 250);
+    let now = scratch_now(&mut conn).await;
+    assert_eq!(c.usage(requests, now).await.expect("usage"), 150);
+    assert_eq!(c.usage(tokens, now).await.expect("usage"), 150 * 7);
+    let calls = command_calls(&mut conn).await;
+    let evalsha = calls.get("evalsha").copied().unwrap_or(0);
+    assert!(
+        (1..400).contains(&evalsha),
+        "400 concurrent reserves went out in fewer script calls: {calls:?}"
+    );
+    // One write per bucket per call, not per reservation (plus a ticket per admitted
+    // tagged reserve).
+    let writes = calls.get("incrby").copied().unwrap_or(0) + calls.get("set").copied().unwrap_or(0)
+        - tickets;
+    assert!(writes <= 2 * evalsha, "{calls:?}");
+    drop(c);
+    scratch.stop().await;
 }

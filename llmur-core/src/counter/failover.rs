@@ -242,6 +242,14 @@ impl UsageCounter for FailoverCounter {
             .await
     }
 
+    fn settle_now(&self, reservation: &Reservation, actual: &[u64]) -> bool {
+        if reservation.fallback {
+            self.local.settle_now(reservation, actual)
+        } else {
+            self.primary.settle_now(reservation, actual)
+        }
+    }
+
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
         if !self.primary_paused() {
             if let Ok(used) = self.call("usage", self.primary.usage(bucket, now_ms)).await {

@@ -76,6 +76,11 @@ impl UsageCounter for MemoryCounter {
     }
 
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
+        self.settle_now(reservation, actual);
+        Ok(())
+    }
+
+    fn settle_now(&self, reservation: &Reservation, actual: &[u64]) -> bool {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         for (i, part) in reservation.parts.iter().enumerate() {
             let real = actual.get(i).copied().unwrap_or(part.amount);
@@ -85,7 +90,7 @@ impl UsageCounter for MemoryCounter {
                 *used = used.saturating_sub(part.amount).saturating_add(real);
             }
         }
-        Ok(())
+        true
     }
 
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {

@@ -253,8 +253,9 @@ pub(crate) fn settle_unused(counter: Arc<dyn UsageCounter>, reservation: Reserva
     settle_spawn(counter, [reservation], 0, 0);
 }
 
-/// Settles every reservation that needs a correction, in one background task; none when
-/// nothing changes.
+/// Settles every reservation that needs a correction: at once where the counter can
+/// ([`UsageCounter::settle_now`]), the rest in one background task; none when nothing
+/// changes.
 fn settle_spawn<const N: usize>(
     counter: Arc<dyn UsageCounter>,
     reservations: [Reservation; N],
@@ -275,6 +276,7 @@ fn settle_spawn<const N: usize>(
                 .any(|(a, p)| *a != p.amount);
             changed.then_some((reservation, actual))
         })
+        .filter(|(reservation, actual)| !counter.settle_now(reservation, actual))
         .collect();
     if work.is_empty() {
         return;
@@ -307,21 +309,28 @@ fn push_ratelimit_headers(
     remaining: u64,
     reset_ms: i64,
 ) {
-    let pairs = [
-        (format!("x-ratelimit-limit-{suffix}"), limit.to_string()),
-        (
-            format!("x-ratelimit-remaining-{suffix}"),
-            remaining.to_string(),
-        ),
-        (
-            format!("x-ratelimit-reset-{suffix}"),
-            format_reset(reset_ms),
-        ),
-    ];
-    for (name, value) in pairs {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            out.push((name, value));
-        }
+    let [limit_name, remaining_name, reset_name] = match suffix {
+        "requests" => [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+        _ => [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+    };
+    out.push((
+        HeaderName::from_static(limit_name),
+        HeaderValue::from(limit),
+    ));
+    out.push((
+        HeaderName::from_static(remaining_name),
+        HeaderValue::from(remaining),
+    ));
+    if let Ok(reset) = HeaderValue::try_from(format_reset(reset_ms)) {
+        out.push((HeaderName::from_static(reset_name), reset));
     }
 }
 

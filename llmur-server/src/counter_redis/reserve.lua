@@ -1,164 +1,172 @@
--- Admit every ask or none, atomically (llmur RedisCounter::reserve).
+-- Admit each of a batch of reservations, every ask of one or none of them, atomically,
+-- in order (llmur RedisCounter::reserve). Prepended by windows.lua.
 --
--- KEYS[i]   bucket key without its window: {prefix}:{level}:{id}:{metric}:{window}
--- ARGV[1]   the caller's clock in Unix ms, or '' to use the server's TIME
--- ARGV[2]   grace in ms kept after a window's end (so late settles still find it)
--- ARGV[3]   the ticket key ('' for none): {prefix}:ticket:{uuid}
--- ARGV[4]   'reserve' or 'cancel'
--- ARGV[3i+2], ARGV[3i+3], ARGV[3i+4]   ask i: window kind, limit, amount
+-- KEYS[k]   a bucket key without its window: {prefix}:{level}:{id}:{metric}:{window}
+-- ARGV[1]   grace in ms kept after a window's end (so late settles still find it)
+-- ARGV[2]   R, the number of reservations; then per reservation:
+--             its clock in Unix ms, or '' for the server's TIME;
+--             its ticket key ('' for none): {prefix}:ticket:{uuid};
+--             N, its number of asks; then per ask: key index k, window kind, limit, amount
 --
--- reserve, reply when admitted: {1, now, start_1, end_1, used_1, ..., start_n, end_n, used_n}
--- reserve, reply when refused:  {0, now, i, used_i, end_i} for the first bucket without
--- room; nothing is written then.
--- reserve, reply when its ticket was cancelled before it ran: {2, now}; nothing written.
--- An admitted reserve with a ticket records its `now` under the ticket key (60 s), so a
--- `cancel` of the same ticket and asks can take the amounts back out of the same windows.
+-- Reply: one array per reservation, exactly what reserving them one by one would give:
+--   admitted:  {1, now, start_1, end_1, used_1, ..., start_n, end_n, used_n}
+--   refused:   {0, now, i, used_i, end_i} for the first bucket without room; the
+--              reservation writes nothing;
+--   cancelled: {2, now} when its ticket was cancelled before the batch ran.
+-- An admitted reservation with a ticket records its `now` under the ticket key (60 s), so
+-- cancel.lua can take its amounts back out of the same windows.
 --
--- cancel: when the ticket's reserve was applied, subtract its amounts (never below 0);
--- either way leave a tombstone ({ticket}:x, 10 min) so a reserve still queued never
--- applies. Reply {3, now}. Idempotent.
+-- All bucket keys are read with one MGET and each is written once (the sum of what the
+-- batch admitted), so a batch of many requests on the same buckets costs about what one
+-- does.
 
-local MINUTE = 60000
-local HOUR = 3600000
-local DAY = 86400000
-local floor = math.floor
-
--- Lua 5.1 numbers are doubles: every value here stays far below 2^53, so integer
--- arithmetic is exact and floor(a / b) is floor division (also for negative a).
-
--- Day count since 1970-01-01 of a proleptic Gregorian date.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = m + 9
-  if m > 2 then mp = m - 3 end
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
--- Year and month of a day count since 1970-01-01.
-local function year_month(days)
-  local z = days + 719468
-  local era = floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
-  local mp = floor((5 * doy + 2) / 153)
-  local m = mp - 9
-  if mp < 10 then m = mp + 3 end
-  local y = yoe + era * 400
-  if m <= 2 then y = y + 1 end
-  return y, m
-end
-
--- Start (inclusive) and end (exclusive) of the UTC calendar window containing `now`.
-local function bounds(kind, now)
-  if kind == 'minute' then
-    local s = floor(now / MINUTE) * MINUTE
-    return s, s + MINUTE
-  elseif kind == 'hour' then
-    local s = floor(now / HOUR) * HOUR
-    return s, s + HOUR
-  elseif kind == 'day' then
-    local s = floor(now / DAY) * DAY
-    return s, s + DAY
-  elseif kind == 'week' then
-    local days = floor(now / DAY)
-    -- 1970-01-01 was a Thursday; Lua's % is floored, so this is 0 on Mondays.
-    local s = (days - (days + 3) % 7) * DAY
-    return s, s + 7 * DAY
-  elseif kind == 'month' then
-    local y, m = year_month(floor(now / DAY))
-    local s = days_from_civil(y, m, 1) * DAY
-    if m == 12 then
-      y, m = y + 1, 1
-    else
-      m = m + 1
-    end
-    return s, days_from_civil(y, m, 1) * DAY
-  end
-  return error('llmur: unknown window kind ' .. tostring(kind))
-end
-
-local function int(x)
-  return string.format('%.0f', x)
-end
-
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[1])
-end
-local grace = tonumber(ARGV[2])
-local ticket = ARGV[3]
-local mode = ARGV[4]
+local grace = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
 local TICKET_MS = 60000
-local TOMBSTONE_MS = 600000
 
-if mode == 'cancel' then
-  local applied = redis.call('GET', ticket)
-  if applied then
-    local at = tonumber(applied)
-    for i = 1, #KEYS do
-      local k = 3 * i + 2
-      local s = bounds(ARGV[k], at)
-      local key = KEYS[i] .. ':' .. int(s)
-      local current = redis.call('GET', key)
-      if current then
-        local after = tonumber(current) - tonumber(ARGV[k + 2])
-        if after < 0 then after = 0 end
-        redis.call('SET', key, int(after), 'KEEPTTL')
+local server_now
+local function clock(arg)
+  if arg ~= '' then return tonumber(arg) end
+  if not server_now then
+    local t = redis.call('TIME')
+    server_now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+  end
+  return server_now
+end
+
+-- {start, end, start as a string} per window kind and clock.
+local windows = {}
+local function window(kind, now)
+  local by_now = windows[kind]
+  if not by_now then
+    by_now = {}
+    windows[kind] = by_now
+  end
+  local w = by_now[now]
+  if not w then
+    local s, e = bounds(kind, now)
+    w = {s, e, int(s)}
+    by_now[now] = w
+  end
+  return w
+end
+
+-- First pass: where each reservation's arguments start, and which tickets were cancelled
+-- (one EXISTS for the whole batch in the common case of none).
+local starts, tombstones, ticketed = {}, {}, {}
+local pos = 3
+for r = 1, count do
+  starts[r] = pos
+  if ARGV[pos + 1] ~= '' then
+    ticketed[#ticketed + 1] = r
+    tombstones[#tombstones + 1] = ARGV[pos + 1] .. ':x'
+  end
+  pos = pos + 3 + 4 * tonumber(ARGV[pos + 2])
+end
+local cancelled = {}
+if #tombstones > 0 and redis.call('EXISTS', unpack(tombstones)) > 0 then
+  for j = 1, #ticketed do
+    if redis.call('EXISTS', tombstones[j]) == 1 then cancelled[ticketed[j]] = true end
+  end
+end
+
+-- Second pass: every bucket key the batch can touch, read with one MGET.
+local key_of, touched, seen = {}, {}, {}
+for r = 1, count do
+  if not cancelled[r] then
+    local at = starts[r]
+    local now = clock(ARGV[at])
+    for i = 1, tonumber(ARGV[at + 2]) do
+      local a = at + 3 + 4 * (i - 1)
+      local key = KEYS[tonumber(ARGV[a])] .. ':' .. window(ARGV[a + 1], now)[3]
+      key_of[a] = key
+      if not seen[key] then
+        seen[key] = true
+        touched[#touched + 1] = key
       end
     end
-    redis.call('DEL', ticket)
   end
-  redis.call('SET', ticket .. ':x', '1', 'PX', TOMBSTONE_MS)
-  return {3, now}
 end
-
-if ticket ~= '' and redis.call('EXISTS', ticket .. ':x') == 1 then
-  return {2, now}
-end
-
--- Add first, roll back on the first bucket without room: one call per bucket when the
--- request is admitted (the common case), instead of a read and a write.
-local n = #KEYS
-local keys, amounts = {}, {}
-local reply = {1, now}
-for i = 1, n do
-  local at = 3 * i + 2
-  local s, e = bounds(ARGV[at], now)
-  local key = KEYS[i] .. ':' .. int(s)
-  local limit = tonumber(ARGV[at + 1])
-  local amount = tonumber(ARGV[at + 2])
-  local used = redis.call('INCRBY', key, amount)
-  if used > limit then
-    if used == amount then
-      -- Created by this call: remove it rather than leave a key without a TTL.
-      redis.call('DEL', key)
+local value, fresh, ttl, delta, keep = {}, {}, {}, {}, {}
+if #touched > 0 then
+  local stored = redis.call('MGET', unpack(touched))
+  for j = 1, #touched do
+    local key = touched[j]
+    if stored[j] then
+      value[key] = tonumber(stored[j])
     else
-      redis.call('DECRBY', key, amount)
+      value[key] = 0
+      fresh[key] = true
     end
-    for j = 1, i - 1 do
-      redis.call('DECRBY', keys[j], amounts[j])
+    delta[key] = 0
+  end
+end
+
+local tickets, ticket_nows = {}, {}
+local replies = {}
+for r = 1, count do
+  local at = starts[r]
+  local now = clock(ARGV[at])
+  local ticket = ARGV[at + 1]
+  local n = tonumber(ARGV[at + 2])
+  if cancelled[r] then
+    replies[r] = {2, now}
+  else
+    local reply, added, refused = {1, now}, {}, nil
+    for i = 1, n do
+      local a = at + 3 + 4 * (i - 1)
+      local w = window(ARGV[a + 1], now)
+      local key = key_of[a]
+      local limit = tonumber(ARGV[a + 2])
+      local amount = tonumber(ARGV[a + 3])
+      local used = value[key]
+      if fresh[key] and not ttl[key] then
+        -- Relative to `now`, so a caller's (fake) clock gets the same lifetime as the
+        -- server's.
+        ttl[key] = w[2] - now + grace
+      end
+      if used + amount > limit then
+        refused = {0, now, i, used, w[2]}
+        break
+      end
+      value[key] = used + amount
+      delta[key] = delta[key] + amount
+      added[#added + 1] = {key, amount}
+      reply[#reply + 1] = w[1]
+      reply[#reply + 1] = w[2]
+      reply[#reply + 1] = used + amount
     end
-    return {0, now, i, used - amount, e}
+    if refused then
+      for j = 1, #added do
+        local key, amount = added[j][1], added[j][2]
+        value[key] = value[key] - amount
+        delta[key] = delta[key] - amount
+      end
+      replies[r] = refused
+    else
+      for j = 1, #added do keep[added[j][1]] = true end
+      if ticket ~= '' then
+        tickets[#tickets + 1] = ticket
+        ticket_nows[#tickets] = now
+      end
+      replies[r] = reply
+    end
   end
-  if used == amount then
-    -- First write in this window. Relative to `now`, so a caller's (fake) clock gets the
-    -- same lifetime as the server's.
-    redis.call('PEXPIRE', key, int(e - now + grace))
+end
+
+-- One write per bucket key the batch admitted something on. A key created here gets its
+-- TTL in the same command; a refused reservation creates nothing.
+for j = 1, #touched do
+  local key = touched[j]
+  if keep[key] then
+    if fresh[key] then
+      redis.call('SET', key, int(value[key]), 'PX', int(ttl[key]))
+    elseif delta[key] ~= 0 then
+      redis.call('INCRBY', key, int(delta[key]))
+    end
   end
-  keys[i], amounts[i] = key, amount
-  reply[#reply + 1] = s
-  reply[#reply + 1] = e
-  reply[#reply + 1] = used
 end
-if ticket ~= '' then
-  redis.call('SET', ticket, int(now), 'PX', TICKET_MS)
+for j = 1, #tickets do
+  redis.call('SET', tickets[j], int(ticket_nows[j]), 'PX', TICKET_MS)
 end
-return reply
+return replies

@@ -1,6 +1,6 @@
 -- Replace reserved amounts with actual ones (llmur RedisCounter::settle).
 --
--- KEYS[i]             the full key of part i (with its window start)
+-- KEYS[i]             the full key of part i (with its window start), all read with one MGET
 -- ARGV[2i-1], ARGV[2i]   part i: reserved amount, actual amount
 --
 -- A key that no longer exists (its window expired) is left alone: nothing is created,
@@ -9,8 +9,10 @@
 -- INCRBY keeps the key's TTL. Reply: the number of keys changed.
 
 local changed = 0
+if #KEYS == 0 then return 0 end
+local stored = redis.call('MGET', unpack(KEYS))
 for i = 1, #KEYS do
-  local current = redis.call('GET', KEYS[i])
+  local current = stored[i]
   if current then
     local count = tonumber(current)
     local after = count - tonumber(ARGV[2 * i - 1])

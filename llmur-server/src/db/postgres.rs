@@ -127,7 +127,7 @@ impl PostgresStore {
 const LOG_CHUNK: usize = 500;
 
 /// Inserts request log rows (inside the caller's transaction), many per statement.
-async fn insert_log_rows(conn: &mut Conn, rows: &[RequestLogRow]) -> QueryResult<()> {
+async fn insert_log_rows(conn: &mut Conn, rows: Vec<RequestLogRow>) -> QueryResult<()> {
     for chunk in rows.chunks(LOG_CHUNK) {
         diesel::insert_into(request_logs::table)
             .values(chunk)

@@ -19,7 +19,7 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
-use diesel_async::{AsyncConnection, RunQueryDsl, TransactionManager};
+use diesel_async::{AsyncConnection, TransactionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use llmur_core::StoreResult;
 use tokio::sync::Mutex;
@@ -199,17 +199,20 @@ async fn heal(conn: &mut Conn, path: String) -> DbResult<()> {
     Ok(())
 }
 
-/// Inserts request log rows (inside the caller's transaction) one statement per row:
-/// diesel-async has no multi-row `INSERT` for SQLite, and inside one transaction single
-/// rows cost microseconds each.
-async fn insert_log_rows(conn: &mut Conn, rows: &[RequestLogRow]) -> QueryResult<()> {
-    for row in rows {
-        diesel::insert_into(request_logs::table)
-            .values(row)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
+/// Inserts request log rows (inside the caller's transaction) one statement per row, all
+/// in one blocking call on the writer: diesel has no multi-row `INSERT` for SQLite with
+/// defaultable columns, and a blocking hop per row would cost more than the rows.
+async fn insert_log_rows(conn: &mut Conn, rows: Vec<RequestLogRow>) -> QueryResult<()> {
+    conn.spawn_blocking(move |conn| {
+        for row in &rows {
+            diesel::RunQueryDsl::execute(
+                diesel::insert_into(request_logs::table).values(row),
+                conn,
+            )?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Applies pending migrations to the database at `location` and closes it.

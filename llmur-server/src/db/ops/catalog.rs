@@ -90,7 +90,7 @@ pub(super) async fn insert_request_logs(db: &Db, logs: &[RequestLog]) -> StoreRe
     db.write(move |conn| {
         Box::pin(async move {
             // How rows are batched is the one backend-specific piece (see the parent).
-            Ok(insert_log_rows(conn, &rows).await?)
+            Ok(insert_log_rows(conn, rows).await?)
         })
     })
     .await
