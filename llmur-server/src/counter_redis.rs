@@ -2,7 +2,8 @@
 //! every llmur instance that points at the same Redis.
 //!
 //! Owns: [`RedisCounter`], its options ([`RedisCounterOptions`]), the key layout and the
-//! two Lua scripts (`counter_redis/reserve.lua`, `counter_redis/settle.lua`).
+//! Lua scripts (`counter_redis/reserve.lua`, `cancel.lua`, `settle.lua`, with the window
+//! helpers of `windows.lua`).
 //! Must not touch: the counter contract and its types (`llmur_core::counter`), timeouts
 //! and fallback (`FailoverCounter` wraps this counter), configuration parsing.
 //!
@@ -16,11 +17,14 @@
 //! # Round trips
 //!
 //! [`UsageCounter::reserve`] is one `EVALSHA` (after a `NOSCRIPT`, `redis::Script` loads
-//! the script once and retries); the pool does not ping connections on checkout. The
-//! script reads the server's `TIME` (or the caller's clock, see
-//! [`RedisCounter::with_caller_clock`]), derives each bucket's calendar window exactly as
-//! [`Window::start`]/[`Window::end`] do, checks every bucket and only then adds every
-//! amount. [`UsageCounter::settle`] is one script call; [`UsageCounter::usage`] one `GET`.
+//! the script once and retries); the pool does not ping connections on checkout. Reserves
+//! that arrive while a call is in flight share the next call (`counter_redis/reserve_batch.rs`):
+//! still one round trip each, but under load one script run, one `MGET` and one write per
+//! bucket serve many requests. The script reads the server's `TIME` (or the caller's clock,
+//! see [`RedisCounter::with_caller_clock`]), derives each bucket's calendar window exactly
+//! as [`Window::start`]/[`Window::end`] do, checks every bucket of a reservation and only
+//! then adds its amounts, reservation after reservation, in queue order. Settles gathered
+//! over a millisecond are one script call (`counter_redis/settle_batch.rs`); [`UsageCounter::usage`] is one `GET`.
 //!
 //! # Limits of exactness
 //!
@@ -163,7 +167,7 @@ impl RedisCounter {
         Ok(Self {
             pool: pool.clone(),
             target: target.clone(),
-            reserves: reserve_batch::ReserveBatch::start(reserve_batch::Sender {
+            reserves: reserve_batch::ReserveBatch::new(reserve_batch::Sender {
                 pool: pool.clone(),
                 script: script_with_windows!("counter_redis/reserve.lua"),
                 target: target.clone(),
@@ -360,21 +364,20 @@ impl UsageCounter for RedisCounter {
     }
 }
 
-/// Turns the reserve script's reply into a [`Decision`]; `None` if it is malformed.
+/// Turns the reserve script's reply into a [`Decision`]; `None` if it is malformed. An
+/// admitted reply carries each bucket's count; the windows follow from its `now` exactly
+/// as the script computed them.
 fn decode_reserve(asks: &[Ask], reply: &[i64]) -> Option<Decision> {
     match reply {
-        [1, _now, rest @ ..] if rest.len() == 3 * asks.len() => {
+        [1, now_ms, used @ ..] if used.len() == asks.len() => {
             let parts = asks
                 .iter()
-                .zip(rest.chunks_exact(3))
-                .map(|(ask, triple)| {
-                    let &[window_start, resets_at, used] = triple else {
-                        return None;
-                    };
+                .zip(used)
+                .map(|(ask, &used)| {
                     Some(Part {
                         bucket: ask.bucket,
-                        window_start,
-                        resets_at,
+                        window_start: ask.bucket.window.start(*now_ms),
+                        resets_at: ask.bucket.window.end(*now_ms),
                         amount: ask.amount,
                         limit: ask.limit,
                         used: u64::try_from(used).ok()?,

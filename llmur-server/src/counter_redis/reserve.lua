@@ -1,15 +1,21 @@
 -- Admit each of a batch of reservations, every ask of one or none of them, atomically,
 -- in order (llmur RedisCounter::reserve). Prepended by windows.lua.
 --
--- KEYS[k]   a bucket key without its window: {prefix}:{level}:{id}:{metric}:{window}
+-- KEYS[k]   a bucket key without its window start:
+--           {prefix}:{level}:{id}:{metric}:{window kind}
 -- ARGV[1]   grace in ms kept after a window's end (so late settles still find it)
--- ARGV[2]   R, the number of reservations; then per reservation:
+-- ARGV[2]   R, the number of reservations
+-- ARGV[3]   S, the number of shapes; then per shape (the buckets and limits a
+--           reservation asks on, shared by reservations that ask on the same ones):
+--             N, its number of asks; then per ask: key index k, limit
+-- then per reservation:
 --             its clock in Unix ms, or '' for the server's TIME;
 --             its ticket key ('' for none): {prefix}:ticket:{uuid};
---             N, its number of asks; then per ask: key index k, window kind, limit, amount
+--             its shape's index; then the amount of each of the shape's asks
 --
 -- Reply: one array per reservation, exactly what reserving them one by one would give:
---   admitted:  {1, now, start_1, end_1, used_1, ..., start_n, end_n, used_n}
+--   admitted:  {1, now, used_1, ..., used_n} (each bucket's count after the add; the
+--              caller derives the windows from `now`)
 --   refused:   {0, now, i, used_i, end_i} for the first bucket without room; the
 --              reservation writes nothing;
 --   cancelled: {2, now} when its ticket was cancelled before the batch ran.
@@ -51,17 +57,36 @@ local function window(kind, now)
   return w
 end
 
--- First pass: where each reservation's arguments start, and which tickets were cancelled
--- (one EXISTS for the whole batch in the common case of none).
+-- The window kind of each key (its last component).
+local kinds = {}
+for k = 1, #KEYS do
+  kinds[k] = string.match(KEYS[k], ':(%a+)$')
+end
+
+-- The shapes: per shape, its asks' key indexes and limits.
+local shape_keys, shape_limits = {}, {}
+local pos = 4
+for s = 1, tonumber(ARGV[3]) do
+  local n = tonumber(ARGV[pos])
+  local ks, ls = {}, {}
+  for i = 1, n do
+    ks[i] = tonumber(ARGV[pos + 2 * i - 1])
+    ls[i] = tonumber(ARGV[pos + 2 * i])
+  end
+  shape_keys[s], shape_limits[s] = ks, ls
+  pos = pos + 1 + 2 * n
+end
+
+-- Where each reservation's arguments start, and which tickets were cancelled (one EXISTS
+-- for the whole batch in the common case of none).
 local starts, tombstones, ticketed = {}, {}, {}
-local pos = 3
 for r = 1, count do
   starts[r] = pos
   if ARGV[pos + 1] ~= '' then
     ticketed[#ticketed + 1] = r
     tombstones[#tombstones + 1] = ARGV[pos + 1] .. ':x'
   end
-  pos = pos + 3 + 4 * tonumber(ARGV[pos + 2])
+  pos = pos + 3 + #shape_keys[tonumber(ARGV[pos + 2])]
 end
 local cancelled = {}
 if #tombstones > 0 and redis.call('EXISTS', unpack(tombstones)) > 0 then
@@ -70,21 +95,28 @@ if #tombstones > 0 and redis.call('EXISTS', unpack(tombstones)) > 0 then
   end
 end
 
--- Second pass: every bucket key the batch can touch, read with one MGET.
-local key_of, touched, seen = {}, {}, {}
+-- Every bucket key the batch can touch (per key index and clock), read with one MGET.
+local full_key, touched = {}, {}
+local function key_at(k, now)
+  local by_now = full_key[k]
+  if not by_now then
+    by_now = {}
+    full_key[k] = by_now
+  end
+  local key = by_now[now]
+  if not key then
+    key = KEYS[k] .. ':' .. window(kinds[k], now)[3]
+    by_now[now] = key
+    touched[#touched + 1] = key
+  end
+  return key
+end
 for r = 1, count do
   if not cancelled[r] then
     local at = starts[r]
     local now = clock(ARGV[at])
-    for i = 1, tonumber(ARGV[at + 2]) do
-      local a = at + 3 + 4 * (i - 1)
-      local key = KEYS[tonumber(ARGV[a])] .. ':' .. window(ARGV[a + 1], now)[3]
-      key_of[a] = key
-      if not seen[key] then
-        seen[key] = true
-        touched[#touched + 1] = key
-      end
-    end
+    local ks = shape_keys[tonumber(ARGV[at + 2])]
+    for i = 1, #ks do key_at(ks[i], now) end
   end
 end
 local value, fresh, ttl, delta, keep = {}, {}, {}, {}, {}
@@ -108,32 +140,28 @@ for r = 1, count do
   local at = starts[r]
   local now = clock(ARGV[at])
   local ticket = ARGV[at + 1]
-  local n = tonumber(ARGV[at + 2])
   if cancelled[r] then
     replies[r] = {2, now}
   else
+    local shape = tonumber(ARGV[at + 2])
+    local ks, ls = shape_keys[shape], shape_limits[shape]
     local reply, added, refused = {1, now}, {}, nil
-    for i = 1, n do
-      local a = at + 3 + 4 * (i - 1)
-      local w = window(ARGV[a + 1], now)
-      local key = key_of[a]
-      local limit = tonumber(ARGV[a + 2])
-      local amount = tonumber(ARGV[a + 3])
+    for i = 1, #ks do
+      local key = key_at(ks[i], now)
+      local amount = tonumber(ARGV[at + 2 + i])
       local used = value[key]
       if fresh[key] and not ttl[key] then
         -- Relative to `now`, so a caller's (fake) clock gets the same lifetime as the
         -- server's.
-        ttl[key] = w[2] - now + grace
+        ttl[key] = window(kinds[ks[i]], now)[2] - now + grace
       end
-      if used + amount > limit then
-        refused = {0, now, i, used, w[2]}
+      if used + amount > ls[i] then
+        refused = {0, now, i, used, window(kinds[ks[i]], now)[2]}
         break
       end
       value[key] = used + amount
       delta[key] = delta[key] + amount
       added[#added + 1] = {key, amount}
-      reply[#reply + 1] = w[1]
-      reply[#reply + 1] = w[2]
       reply[#reply + 1] = used + amount
     end
     if refused then

@@ -1,21 +1,22 @@
-//! Reserves queued while one script call is in flight, sent together as the next call.
+//! Reserves that arrive while a script call is in flight, sent together as the next call.
 //!
-//! Owns: [`ReserveBatch`] and its dispatcher task. Every reserve goes through one queue;
-//! the dispatcher sends whatever is queued as one `reserve.lua` call, waits for its reply,
-//! and repeats. When Redis is idle a reserve goes out at once, alone (no timer, no added
-//! wait); under load the reserves that arrive during one call's round trip share the next
-//! call, and the script reads and writes each bucket key once per call instead of once per
-//! request. A batch decides exactly what the same reserves sent one by one in queue order
-//! would. Reserves whose caller stopped waiting before their batch was sent are dropped
-//! unsent; one that was already sent is taken back by its ticket (see `cancel.lua`).
+//! Owns: [`ReserveBatch`]. When no call is in flight a reserve is sent at once from its
+//! caller's own task (no timer, no hop through another task). While one is in flight, new
+//! reserves queue; when it ends, a task sends the queue as one `reserve.lua` call per up
+//! to 128 reserves until it is empty. Under load, then, one script run reads each bucket
+//! key once (one `MGET`) and writes it once for many requests. A batch decides exactly
+//! what the same reserves sent one by one in queue order would. A queued reserve whose
+//! caller stopped waiting is dropped unsent; one that was already sent is taken back by
+//! its ticket (see `cancel.lua`).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8_redis::bb8::Pool;
-use bb8_redis::redis::Script;
+use bb8_redis::redis::{Script, ScriptInvocation};
 use llmur_core::counter::{Ask, Bucket, CounterError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{MAX_EXACT, Manager};
 
@@ -29,22 +30,43 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// One reservation's raw reply (see `reserve.lua`).
 pub(super) type Reply = Result<Vec<i64>, CounterError>;
 
-/// A queued reserve.
+/// A reserve to send.
 struct Job {
     asks: Vec<Ask>,
     /// The caller's clock, or `None` for the server's.
     now_ms: Option<i64>,
     /// The ticket key, if cancellable.
     ticket: Option<String>,
-    reply: oneshot::Sender<Reply>,
+    /// Where a queued job's reply goes (`None` for the job a caller sends itself).
+    reply: Option<oneshot::Sender<Reply>>,
 }
 
-/// The queue of reserves and its dispatcher; the dispatcher ends when this is dropped.
+impl Job {
+    /// Whether nobody waits for this job any more.
+    fn abandoned(&self) -> bool {
+        self.reply.as_ref().is_some_and(oneshot::Sender::is_closed)
+    }
+}
+
+/// The reserve queue, shared by every handle of a counter.
 pub(super) struct ReserveBatch {
-    tx: mpsc::UnboundedSender<Job>,
+    inner: Arc<Inner>,
 }
 
-/// What the dispatcher needs to send a batch.
+struct Inner {
+    sender: Sender,
+    state: Mutex<State>,
+    keys: Mutex<KeyCache>,
+}
+
+#[derive(Default)]
+struct State {
+    /// A call is in flight (its sender drains the queue when it is done).
+    busy: bool,
+    queue: Vec<Job>,
+}
+
+/// What a batch is sent with.
 pub(super) struct Sender {
     pub(super) pool: Pool<Manager>,
     pub(super) script: Script,
@@ -54,14 +76,18 @@ pub(super) struct Sender {
 }
 
 impl ReserveBatch {
-    /// Starts the dispatcher (on the current Tokio runtime).
-    pub(super) fn start(sender: Sender) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(dispatch(rx, sender));
-        Self { tx }
+    pub(super) fn new(sender: Sender) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sender,
+                state: Mutex::new(State::default()),
+                keys: Mutex::new(KeyCache::default()),
+            }),
+        }
     }
 
-    /// Queues a reserve and waits for its reply.
+    /// Sends a reserve at once when no call is in flight (from the caller's own task: no
+    /// hop through another task); otherwise queues it for the next batch and waits.
     pub(super) async fn reserve(
         &self,
         asks: &[Ask],
@@ -76,77 +102,198 @@ impl ReserveBatch {
                 ask.bucket.metric.as_str()
             )));
         }
-        let (reply, rx) = oneshot::channel();
-        let job = Job {
+        let mut job = Job {
             asks: asks.to_vec(),
             now_ms,
             ticket,
-            reply,
+            reply: None,
         };
-        if self.tx.send(job).is_err() {
-            return Err(CounterError(
-                "the Redis reserve queue has stopped".to_owned(),
-            ));
+        let queued = {
+            let mut state = lock(&self.inner.state);
+            if state.busy {
+                let (reply, rx) = oneshot::channel();
+                job.reply = Some(reply);
+                state.queue.push(job);
+                Err(rx)
+            } else {
+                state.busy = true;
+                Ok(job)
+            }
+        };
+        match queued {
+            Ok(job) => {
+                // Hands the queue on however this ends, also when this future is dropped.
+                let _handoff = Handoff(Arc::clone(&self.inner));
+                let jobs = [job];
+                self.inner
+                    .send(&jobs)
+                    .await
+                    .and_then(|mut replies| replies.pop().ok_or_else(no_reply))
+            }
+            Err(rx) => rx.await.unwrap_or_else(|_| {
+                Err(CounterError(
+                    "the Redis reserve batch was dropped before it answered".to_owned(),
+                ))
+            }),
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(CounterError(
-                "the Redis reserve batch was dropped before it answered".to_owned(),
-            ))
-        })
     }
 }
 
-async fn dispatch(mut rx: mpsc::UnboundedReceiver<Job>, sender: Sender) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+fn no_reply() -> CounterError {
+    CounterError("the reserve script sent no reply".to_owned())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// On drop, ends the in-flight state: with nothing queued the next reserve is sent at once
+/// by its caller; otherwise a task sends the queue in batches until it is empty.
+struct Handoff(Arc<Inner>);
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        if state.queue.is_empty() {
+            state.busy = false;
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(state);
+            runtime.spawn(drain(Arc::clone(&self.0)));
+        } else {
+            // No runtime left (shutting down): the queued callers get an error.
+            state.busy = false;
+            state.queue.clear();
+        }
+    }
+}
+
+/// Sends the queue, a batch at a time, until it is empty; then ends the in-flight state.
+async fn drain(inner: Arc<Inner>) {
+    loop {
+        let mut jobs = {
+            let mut state = lock(&inner.state);
+            if state.queue.is_empty() {
+                state.busy = false;
+                return;
+            }
+            let take = state.queue.len().min(MAX_BATCH);
+            state.queue.drain(..take).collect::<Vec<_>>()
+        };
         // A caller that gave up (a timeout) must not have its reserve applied.
-        jobs.retain(|job| !job.reply.is_closed());
-        if !jobs.is_empty() {
-            match sender.send(&jobs).await {
-                Ok(replies) => {
-                    for (job, reply) in jobs.drain(..).zip(replies) {
-                        let _ = job.reply.send(Ok(reply));
+        jobs.retain(|job| !job.abandoned());
+        if jobs.is_empty() {
+            continue;
+        }
+        let result = inner.send(&jobs).await;
+        match result {
+            Ok(replies) => {
+                for (job, reply) in jobs.into_iter().zip(replies) {
+                    if let Some(tx) = job.reply {
+                        let _ = tx.send(Ok(reply));
                     }
                 }
-                Err(e) => {
-                    for job in jobs.drain(..) {
-                        let _ = job.reply.send(Err(e.clone()));
+            }
+            Err(e) => {
+                for job in jobs {
+                    if let Some(tx) = job.reply {
+                        let _ = tx.send(Err(e.clone()));
                     }
                 }
             }
         }
-        jobs.clear();
     }
 }
 
-impl Sender {
+/// Bucket key bases already formatted, kept by the dispatcher across batches (a busy
+/// proxy asks on the same few buckets again and again).
+#[derive(Default)]
+struct KeyCache(HashMap<Bucket, String>);
+
+impl KeyCache {
+    /// Most entries kept; past it the cache starts over.
+    const MAX: usize = 65_536;
+
+    fn base(&mut self, prefix: &str, bucket: &Bucket) -> &str {
+        if self.0.len() >= Self::MAX && !self.0.contains_key(bucket) {
+            self.0.clear();
+        }
+        self.0
+            .entry(*bucket)
+            .or_insert_with(|| bucket_base(prefix, bucket))
+    }
+}
+
+impl Inner {
     /// One script call for `jobs`: a reply per job, in order.
     async fn send(&self, jobs: &[Job]) -> Result<Vec<Vec<i64>>, CounterError> {
-        let mut invocation = self.script.prepare_invoke();
-        invocation.arg(self.grace_ms).arg(jobs.len());
-        let mut keys: HashMap<String, usize> = HashMap::new();
+        let invocation = self.invocation(jobs);
+        self.sender.call(invocation, jobs.len()).await
+    }
+
+    /// The script call's keys and arguments (see `reserve.lua`).
+    fn invocation(&self, jobs: &[Job]) -> ScriptInvocation<'_> {
+        let mut cache = lock(&self.keys);
+        let prefix = &self.sender.prefix;
+        let mut invocation = self.sender.script.prepare_invoke();
+        // Key indexes (1-based) per bucket, and the shapes (key index and limit per ask)
+        // with the shape index (1-based) of each job.
+        let mut keys: HashMap<Bucket, usize> = HashMap::new();
+        let mut shapes: HashMap<Vec<(usize, u64)>, usize> = HashMap::new();
+        let mut job_shapes = Vec::with_capacity(jobs.len());
         for job in jobs {
+            let shape: Vec<(usize, u64)> = job
+                .asks
+                .iter()
+                .map(|ask| {
+                    let next = keys.len() + 1;
+                    let index = *keys.entry(ask.bucket).or_insert_with(|| {
+                        invocation.key(cache.base(prefix, &ask.bucket));
+                        next
+                    });
+                    (index, ask.limit.min(MAX_EXACT))
+                })
+                .collect();
+            let next = shapes.len() + 1;
+            job_shapes.push(*shapes.entry(shape).or_insert(next));
+        }
+        let empty = Vec::new();
+        let mut ordered: Vec<&Vec<(usize, u64)>> = vec![&empty; shapes.len()];
+        for (shape, &index) in &shapes {
+            ordered[index - 1] = shape;
+        }
+        invocation
+            .arg(self.sender.grace_ms)
+            .arg(jobs.len())
+            .arg(ordered.len());
+        for shape in &ordered {
+            invocation.arg(shape.len());
+            for &(key, limit) in shape.iter() {
+                invocation.arg(key).arg(limit);
+            }
+        }
+        for (job, shape) in jobs.iter().zip(&job_shapes) {
             match job.now_ms {
                 Some(now) => invocation.arg(now),
                 None => invocation.arg(""),
             };
             invocation
                 .arg(job.ticket.as_deref().unwrap_or(""))
-                .arg(job.asks.len());
+                .arg(*shape);
             for ask in &job.asks {
-                let base = bucket_base(&self.prefix, &ask.bucket);
-                let next = keys.len() + 1;
-                let index = *keys.entry(base).or_insert_with_key(|base| {
-                    invocation.key(base);
-                    next
-                });
-                invocation
-                    .arg(index)
-                    .arg(ask.bucket.window.as_str())
-                    .arg(ask.limit.min(MAX_EXACT))
-                    .arg(ask.amount);
+                invocation.arg(ask.amount);
             }
         }
+        invocation
+    }
+}
+
+impl Sender {
+    /// Runs `invocation`, expecting `expected` replies.
+    async fn call(
+        &self,
+        invocation: ScriptInvocation<'_>,
+        expected: usize,
+    ) -> Result<Vec<Vec<i64>>, CounterError> {
         let mut conn = self
             .pool
             .get()
@@ -168,12 +315,11 @@ impl Sender {
                 )));
             }
         };
-        if replies.len() != jobs.len() {
+        if replies.len() != expected {
             return Err(CounterError(format!(
-                "unexpected reply from the reserve script at {}: {} replies for {} reservations",
+                "unexpected reply from the reserve script at {}: {} replies for {expected} reservations",
                 self.target,
                 replies.len(),
-                jobs.len()
             )));
         }
         Ok(replies)

@@ -307,6 +307,7 @@ mod tests {
     use super::*;
     use crate::db::testing::fresh_sqlite_url;
     use diesel::ExpressionMethods;
+    use diesel_async::RunQueryDsl;
     use llmur_core::{Store, StoreErrorKind};
 
     /// A write that panics half-way leaves its transaction open on the writer; the next
