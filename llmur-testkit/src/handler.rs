@@ -130,7 +130,7 @@ async fn respond(
     let script = shared.next_script();
     let delay = script.latency.sample();
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        crate::precise::sleep(delay).await;
     }
     if let Some((status, error_body)) = &script.error {
         let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

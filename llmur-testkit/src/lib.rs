@@ -23,6 +23,7 @@ pub mod conformance;
 pub mod fixtures;
 mod handler;
 mod openai;
+mod precise;
 mod record;
 mod script;
 mod server;

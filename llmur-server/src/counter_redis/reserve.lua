@@ -57,10 +57,14 @@ local function window(kind, now)
   return w
 end
 
--- The window kind of each key (its last component).
+-- The window kind of each key (its last component), told by its last letter.
+local KIND_BY_LAST = {
+  [string.byte('e')] = 'minute', [string.byte('r')] = 'hour', [string.byte('y')] = 'day',
+  [string.byte('k')] = 'week', [string.byte('h')] = 'month',
+}
 local kinds = {}
 for k = 1, #KEYS do
-  kinds[k] = string.match(KEYS[k], ':(%a+)$')
+  kinds[k] = KIND_BY_LAST[string.byte(KEYS[k], -1)]
 end
 
 -- The shapes: per shape, its asks' key indexes and limits.
