@@ -103,7 +103,10 @@ mod tests {
             let took = started.elapsed();
             assert!(took >= delay, "{took:?} < {delay:?}");
             // Generous: a loaded CI machine may be slow to wake anyone.
-            assert!(took < delay + Duration::from_millis(50), "{took:?} for {delay:?}");
+            assert!(
+                took < delay + Duration::from_millis(50),
+                "{took:?} for {delay:?}"
+            );
         }
     }
 }

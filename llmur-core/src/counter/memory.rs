@@ -1,10 +1,10 @@
 //! The in-memory [`UsageCounter`]: exact within one process (the embedded default).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
+use rustc_hash::FxHashMap;
 
 use super::{Ask, Bucket, CounterError, Decision, Part, Refusal, Reservation, UsageCounter};
 
@@ -15,7 +15,9 @@ pub const SETTLE_GRACE_MS: i64 = 10 * 60_000;
 /// minute (of the callers' time), ten minutes after they end.
 #[derive(Debug, Default)]
 pub struct MemoryCounter {
-    counts: Mutex<HashMap<(Bucket, i64), u64>>,
+    /// Keyed by ids of the catalog's own entities, never by client input: a fast
+    /// non-keyed hash is safe here.
+    counts: Mutex<FxHashMap<(Bucket, i64), u64>>,
     next_prune_ms: AtomicI64,
 }
 

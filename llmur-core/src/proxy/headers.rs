@@ -80,7 +80,8 @@ pub fn upstream_headers(client: &HeaderMap) -> HeaderMap {
 /// The upstream response headers that may be returned to the client.
 pub fn downstream_headers(upstream: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(upstream);
-    let mut out = HeaderMap::with_capacity(upstream.len() + 1);
+    // Room for what llmur adds (request id, overhead, six x-ratelimit-*) without a regrow.
+    let mut out = HeaderMap::with_capacity(upstream.len() + 12);
     for (name, value) in upstream {
         let n = name.as_str();
         if HOP_BY_HOP.contains(&n) || NEVER_DOWNSTREAM.contains(&n) || listed.iter().any(|l| l == n)

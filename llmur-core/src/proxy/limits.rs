@@ -205,7 +205,7 @@ impl Charge {
     /// The `x-ratelimit-*` headers: for requests and for tokens, the bucket with the least
     /// room left among everything this attempt reserved.
     pub(crate) fn headers(&self, now_ms: i64) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(6);
         for (metric, suffix) in [(Metric::Requests, "requests"), (Metric::Tokens, "tokens")] {
             let tightest = self
                 .client
