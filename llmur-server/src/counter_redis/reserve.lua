@@ -40,21 +40,29 @@ local function clock(arg)
   return server_now
 end
 
+-- t[a][b], made by make(a, b) the first time it is asked for.
+local function memo(t, a, b, make)
+  local row = t[a]
+  if not row then
+    row = {}
+    t[a] = row
+  end
+  local v = row[b]
+  if v == nil then
+    v = make(a, b)
+    row[b] = v
+  end
+  return v
+end
+
 -- {start, end, start as a string} per window kind and clock.
 local windows = {}
+local function make_window(kind, now)
+  local s, e = bounds(kind, now)
+  return {s, e, int(s)}
+end
 local function window(kind, now)
-  local by_now = windows[kind]
-  if not by_now then
-    by_now = {}
-    windows[kind] = by_now
-  end
-  local w = by_now[now]
-  if not w then
-    local s, e = bounds(kind, now)
-    w = {s, e, int(s)}
-    by_now[now] = w
-  end
-  return w
+  return memo(windows, kind, now, make_window)
 end
 
 -- The window kind of each key (its last component), told by its last letter.
@@ -101,19 +109,13 @@ end
 
 -- Every bucket key the batch can touch (per key index and clock), read with one MGET.
 local full_key, touched = {}, {}
-local function key_at(k, now)
-  local by_now = full_key[k]
-  if not by_now then
-    by_now = {}
-    full_key[k] = by_now
-  end
-  local key = by_now[now]
-  if not key then
-    key = KEYS[k] .. ':' .. window(kinds[k], now)[3]
-    by_now[now] = key
-    touched[#touched + 1] = key
-  end
+local function make_key(k, now)
+  local key = KEYS[k] .. ':' .. window(kinds[k], now)[3]
+  touched[#touched + 1] = key
   return key
+end
+local function key_at(k, now)
+  return memo(full_key, k, now, make_key)
 end
 for r = 1, count do
   if not cancelled[r] then
