@@ -24,7 +24,7 @@
 //! see [`RedisCounter::with_caller_clock`]), derives each bucket's calendar window exactly
 //! as [`Window::start`]/[`Window::end`] do, checks every bucket of a reservation and only
 //! then adds its amounts, reservation after reservation, in queue order. Settles gathered
-//! over a millisecond are one script call (`counter_redis/settle_batch.rs`); [`UsageCounter::usage`] is one `GET`.
+//! over `settle_window` (5 ms) are one script call (`counter_redis/settle_batch.rs`); [`UsageCounter::usage`] is one `GET`.
 //!
 //! # Limits of exactness
 //!
@@ -67,6 +67,10 @@ pub struct RedisCounterOptions {
     /// How long a key outlives its window, so late settles still correct it
     /// (default 10 minutes, at most a year).
     pub grace: Duration,
+    /// How long the first settle of a batch waits for others to join it (default 5 ms).
+    /// Settles run after the answer, so this delays no request; a longer window sums
+    /// more requests' corrections into one write per bucket.
+    pub settle_window: Duration,
 }
 
 impl Default for RedisCounterOptions {
@@ -76,6 +80,7 @@ impl Default for RedisCounterOptions {
             connection_timeout: Duration::from_millis(250),
             pool_size: 16,
             grace: Duration::from_secs(600),
+            settle_window: Duration::from_millis(5),
         }
     }
 }
@@ -184,6 +189,7 @@ impl RedisCounter {
                 pool,
                 Script::new(include_str!("counter_redis/settle.lua")),
                 target,
+                options.settle_window,
             ),
         })
     }

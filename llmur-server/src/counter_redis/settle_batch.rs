@@ -1,4 +1,4 @@
-//! Settles gathered over a millisecond and sent as one script call.
+//! Settles gathered over a few milliseconds and sent as one script call.
 //!
 //! Owns: [`SettleBatch`]. Under load many requests settle the same buckets (the same key,
 //! project, deployment and connection); their corrections are summed per Redis key and
@@ -18,9 +18,6 @@ use tokio::sync::oneshot;
 
 use super::Manager;
 
-/// How long the first settle of a batch waits for others to join it.
-const WINDOW: Duration = Duration::from_millis(1);
-
 type Waiter = oneshot::Sender<Result<(), CounterError>>;
 
 #[derive(Default)]
@@ -35,15 +32,23 @@ pub(super) struct SettleBatch {
     pool: Pool<Manager>,
     script: Script,
     target: String,
+    /// How long the first settle of a batch waits for others to join it.
+    window: Duration,
     pending: Mutex<Option<Pending>>,
 }
 
 impl SettleBatch {
-    pub(super) fn new(pool: Pool<Manager>, script: Script, target: String) -> Arc<Self> {
+    pub(super) fn new(
+        pool: Pool<Manager>,
+        script: Script,
+        target: String,
+        window: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pool,
             script,
             target,
+            window,
             pending: Mutex::new(None),
         })
     }
@@ -81,7 +86,7 @@ impl SettleBatch {
     }
 
     async fn flush(&self) {
-        tokio::time::sleep(WINDOW).await;
+        tokio::time::sleep(self.window).await;
         let batch = self
             .pending
             .lock()
