@@ -91,14 +91,9 @@ impl Default for RedisCounterOptions {
 /// contacts Redis, so a server that is down at start only makes calls fail with
 /// [`CounterError`] (after at most the connection timeout) until it is back.
 pub struct RedisCounter {
-    pool: Pool<Manager>,
-    /// The URL with any password replaced, for `Debug` and messages.
-    target: String,
+    redis: Arc<Redis>,
     prefix: String,
-    grace_ms: u64,
-    connection_timeout: Duration,
     caller_clock: bool,
-    last_connect_error: Arc<Mutex<Option<String>>>,
     reserves: reserve_batch::ReserveBatch,
     cancel_script: Script,
     settles: Arc<settle_batch::SettleBatch>,
@@ -169,28 +164,28 @@ impl RedisCounter {
         let grace_ms = u64::try_from(options.grace.as_millis())
             .unwrap_or(u64::MAX)
             .min(MAX_GRACE_MS);
+        let redis = Arc::new(Redis {
+            pool,
+            target,
+            connection_timeout: options.connection_timeout,
+            last_connect_error,
+        });
         Ok(Self {
-            pool: pool.clone(),
-            target: target.clone(),
             reserves: reserve_batch::ReserveBatch::new(reserve_batch::Sender {
-                pool: pool.clone(),
+                redis: Arc::clone(&redis),
                 script: script_with_windows!("counter_redis/reserve.lua"),
-                target: target.clone(),
                 prefix: options.prefix.clone(),
                 grace_ms,
             }),
-            prefix: options.prefix,
-            grace_ms,
-            connection_timeout: options.connection_timeout,
-            caller_clock: false,
-            last_connect_error,
-            cancel_script: script_with_windows!("counter_redis/cancel.lua"),
             settles: settle_batch::SettleBatch::new(
-                pool,
+                Arc::clone(&redis),
                 Script::new(include_str!("counter_redis/settle.lua")),
-                target,
                 options.settle_window,
             ),
+            redis,
+            prefix: options.prefix,
+            caller_clock: false,
+            cancel_script: script_with_windows!("counter_redis/cancel.lua"),
         })
     }
 
@@ -244,11 +239,23 @@ impl RedisCounter {
         decode_reserve(asks, &reply).ok_or_else(|| {
             CounterError(format!(
                 "unexpected reply from the reserve script at {}: {reply:?}",
-                self.target
+                self.redis.target
             ))
         })
     }
+}
 
+/// The connection pool and what its error messages need, shared by the counter and its
+/// reserve and settle batches.
+struct Redis {
+    pool: Pool<Manager>,
+    /// The URL with any password replaced, for `Debug` and messages.
+    target: String,
+    connection_timeout: Duration,
+    last_connect_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Redis {
     /// A pooled connection, waiting at most the connection timeout.
     async fn conn(&self) -> Result<PooledConnection<'_, Manager>, CounterError> {
         let conn = self.pool.get().await.map_err(|e| match e {
@@ -289,13 +296,12 @@ impl RedisCounter {
 
 impl fmt::Debug for RedisCounter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.pool.state();
+        let state = self.redis.pool.state();
         f.debug_struct("RedisCounter")
-            .field("target", &self.target)
+            .field("target", &self.redis.target)
             .field("prefix", &self.prefix)
             .field("caller_clock", &self.caller_clock)
-            .field("grace_ms", &self.grace_ms)
-            .field("connection_timeout", &self.connection_timeout)
+            .field("connection_timeout", &self.redis.connection_timeout)
             .field("connections", &state.connections)
             .field("idle_connections", &state.idle_connections)
             .finish()
@@ -331,10 +337,10 @@ impl UsageCounter for RedisCounter {
                 .arg(ask.limit.min(MAX_EXACT))
                 .arg(ask.amount.min(MAX_EXACT));
         }
-        let mut conn = self.conn().await?;
+        let mut conn = self.redis.conn().await?;
         match invocation.invoke_async::<i64>(&mut conn.conn).await {
             Ok(_) => Ok(()),
-            Err(e) => Err(self.fail(&mut conn, &e)),
+            Err(e) => Err(self.redis.fail(&mut conn, &e)),
         }
     }
 
@@ -357,14 +363,14 @@ impl UsageCounter for RedisCounter {
 
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
         let key = self.key(&bucket, bucket.window.start(now_ms));
-        let mut conn = self.conn().await?;
+        let mut conn = self.redis.conn().await?;
         let used: Option<i64> = match redis::cmd("GET")
             .arg(&key)
             .query_async(&mut conn.conn)
             .await
         {
             Ok(used) => used,
-            Err(e) => return Err(self.fail(&mut conn, &e)),
+            Err(e) => return Err(self.redis.fail(&mut conn, &e)),
         };
         Ok(used.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
     }

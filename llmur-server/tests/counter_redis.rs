@@ -21,7 +21,7 @@ use llmur_core::counter::{
 };
 use llmur_core::window::Window;
 use llmur_server::counter_redis::{RedisCounter, RedisCounterOptions};
-use llmur_testkit::conformance::counter::run_counter_suite;
+use llmur_testkit::conformance::counter::{ask, bucket, run_counter_suite};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
@@ -98,23 +98,6 @@ fn local_now() -> i64 {
 
 fn counter(url: &str, prefix: &str) -> RedisCounter {
     RedisCounter::connect(url, prefix).expect("valid URL")
-}
-
-fn bucket(level: Level, metric: Metric, window: Window) -> Bucket {
-    Bucket {
-        level,
-        id: Uuid::new_v4(),
-        metric,
-        window,
-    }
-}
-
-fn ask(bucket: Bucket, limit: u64, amount: u64) -> Ask {
-    Ask {
-        bucket,
-        limit,
-        amount,
-    }
 }
 
 fn admitted(decision: Decision) -> Reservation {

@@ -9,16 +9,16 @@
     reason = "test helpers outside #[test] functions fail loudly"
 )]
 
+mod process_support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use llmur_server::db::testing::{TempDatabaseGuard, fresh_postgres_database};
 use llmur_testkit::{Flavor, Latency, MockServer, Script};
+use process_support::{Instance, spawn_llmur};
 use serde_json::{Value, json};
 
 const APP_SECRET: &str = "limits-cluster-application-secret-0123";
@@ -32,68 +32,17 @@ fn redis_url() -> String {
         .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// One `llmur` process; killed on drop.
-struct Instance {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `llmur` with the config file `config` and waits for its "listening" line.
-fn launch(config: &PathBuf, database_url: &str) -> Instance {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llmur"))
-        .env("LLMUR_CONFIG", config)
-        .env("LLMUR_HOST", "127.0.0.1")
-        .env("LLMUR_PORT", "0")
-        .env("LLMUR_DATABASE_URL", database_url)
-        .env("LLMUR_REDIS_URL", redis_url())
-        .env("LLMUR_APPLICATION_SECRET", APP_SECRET)
-        .env("LLMUR_LOG_FORMAT", "json")
-        .env("LLMUR_LOG_LEVEL", "warn,llmur_server::serve=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("llmur starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = output.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "llmur listening" {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-            sink.lock().expect("lock").push(line);
-        }
-    });
-    // Drained so a chatty process never blocks on a full pipe.
-    let sink = output.clone();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        sink.lock().expect("lock").push(text);
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            panic!(
-                "llmur did not start; output: {:?}",
-                output.lock().map(|o| o.clone())
-            )
-        });
-    Instance {
-        child,
-        base: format!("http://{addr}"),
-    }
+/// Starts `llmur` with the config file `config` on the shared database and Redis.
+fn launch(config: &Path, database_url: &str) -> Instance {
+    let config = config.to_string_lossy();
+    let redis = redis_url();
+    spawn_llmur(&[
+        ("LLMUR_CONFIG", config.as_ref()),
+        ("LLMUR_DATABASE_URL", database_url),
+        ("LLMUR_REDIS_URL", &redis),
+        ("LLMUR_APPLICATION_SECRET", APP_SECRET),
+        ("LLMUR_LOG_LEVEL", "warn,llmur_server::serve=info"),
+    ])
 }
 
 /// Three instances, one mock upstream, one fresh database, one config file.

@@ -7,73 +7,28 @@
     reason = "test helpers outside #[test] functions fail loudly"
 )]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod process_support;
+
 use std::time::{Duration, Instant};
 
 use llmur_server::db::testing::fresh_postgres_database;
 use llmur_testkit::{Flavor, MockServer};
+use process_support::{Instance, spawn_llmur};
 use serde_json::{Value, json};
 
 const MASTER: &str = "multi-instance-master-key";
 const APP_SECRET: &str = "multi-instance-application-secret-0123";
 const UPSTREAM_KEY: &str = "sk-upstream-multi-instance-secret";
 
-struct Instance {
-    child: Child,
-    base: String,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(database_url: &str, extra: &[(&str, &str)]) -> Instance {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llmur"))
-        .envs(extra.iter().copied())
-        .env("LLMUR_HOST", "127.0.0.1")
-        .env("LLMUR_PORT", "0")
-        .env("LLMUR_DATABASE_URL", database_url)
-        .env("LLMUR_APPLICATION_SECRET", APP_SECRET)
-        .env("LLMUR_MASTER_KEYS", MASTER)
-        .env("LLMUR_LOG_FORMAT", "json")
-        .env("LLMUR_LOG_LEVEL", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("llmur starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = output.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "llmur listening" {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-            sink.lock().expect("lock").push(line);
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| {
-            panic!(
-                "llmur did not start; output: {:?}",
-                output.lock().map(|o| o.clone())
-            )
-        });
-    Instance {
-        child,
-        base: format!("http://{addr}"),
-        output,
-    }
+    let mut env = vec![
+        ("LLMUR_DATABASE_URL", database_url),
+        ("LLMUR_APPLICATION_SECRET", APP_SECRET),
+        ("LLMUR_MASTER_KEYS", MASTER),
+        ("LLMUR_LOG_LEVEL", "debug"),
+    ];
+    env.extend_from_slice(extra);
+    spawn_llmur(&env)
 }
 
 async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {

@@ -13,12 +13,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bb8_redis::bb8::Pool;
 use bb8_redis::redis::{Script, ScriptInvocation};
 use llmur_core::counter::{Ask, Bucket, CounterError};
 use tokio::sync::oneshot;
 
-use super::{MAX_EXACT, Manager};
+use super::{MAX_EXACT, Redis};
 
 /// Most reservations in one script call.
 const MAX_BATCH: usize = 128;
@@ -68,9 +67,8 @@ struct State {
 
 /// What a batch is sent with.
 pub(super) struct Sender {
-    pub(super) pool: Pool<Manager>,
+    pub(super) redis: Arc<Redis>,
     pub(super) script: Script,
-    pub(super) target: String,
     pub(super) prefix: String,
     pub(super) grace_ms: u64,
 }
@@ -235,10 +233,10 @@ impl Inner {
         let mut cache = lock(&self.keys);
         let prefix = &self.sender.prefix;
         let mut invocation = self.sender.script.prepare_invoke();
-        // Key indexes (1-based) per bucket, and the shapes (key index and limit per ask)
-        // with the shape index (1-based) of each job.
+        // Key indexes (1-based) per bucket, the distinct shapes (key index and limit per
+        // ask; a batch has few, usually one) and each job's shape index (1-based).
         let mut keys: HashMap<Bucket, usize> = HashMap::new();
-        let mut shapes: HashMap<Vec<(usize, u64)>, usize> = HashMap::new();
+        let mut shapes: Vec<Vec<(usize, u64)>> = Vec::new();
         let mut job_shapes = Vec::with_capacity(jobs.len());
         for job in jobs {
             let shape: Vec<(usize, u64)> = job
@@ -253,19 +251,20 @@ impl Inner {
                     (index, ask.limit.min(MAX_EXACT))
                 })
                 .collect();
-            let next = shapes.len() + 1;
-            job_shapes.push(*shapes.entry(shape).or_insert(next));
-        }
-        let empty = Vec::new();
-        let mut ordered: Vec<&Vec<(usize, u64)>> = vec![&empty; shapes.len()];
-        for (shape, &index) in &shapes {
-            ordered[index - 1] = shape;
+            let index = match shapes.iter().position(|s| *s == shape) {
+                Some(i) => i,
+                None => {
+                    shapes.push(shape);
+                    shapes.len() - 1
+                }
+            };
+            job_shapes.push(index + 1);
         }
         invocation
             .arg(self.sender.grace_ms)
             .arg(jobs.len())
-            .arg(ordered.len());
-        for shape in &ordered {
+            .arg(shapes.len());
+        for shape in &shapes {
             invocation.arg(shape.len());
             for &(key, limit) in shape.iter() {
                 invocation.arg(key).arg(limit);
@@ -294,23 +293,16 @@ impl Sender {
         invocation: ScriptInvocation<'_>,
         expected: usize,
     ) -> Result<Vec<Vec<i64>>, CounterError> {
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| CounterError(format!("Redis at {}: {e}", self.target)))?;
+        let mut conn = self.redis.conn().await?;
         let call = invocation.invoke_async::<Vec<Vec<i64>>>(&mut conn.conn);
         let replies = match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(replies)) => replies,
-            Ok(Err(e)) => {
-                conn.note_error(&e);
-                return Err(CounterError(format!("Redis at {}: {e}", self.target)));
-            }
+            Ok(Err(e)) => return Err(self.redis.fail(&mut conn, &e)),
             Err(_) => {
                 conn.broken = true;
                 return Err(CounterError(format!(
                     "Redis at {} did not answer within {} ms",
-                    self.target,
+                    self.redis.target,
                     CALL_TIMEOUT.as_millis()
                 )));
             }
@@ -318,7 +310,7 @@ impl Sender {
         if replies.len() != expected {
             return Err(CounterError(format!(
                 "unexpected reply from the reserve script at {}: {} replies for {expected} reservations",
-                self.target,
+                self.redis.target,
                 replies.len(),
             )));
         }

@@ -11,12 +11,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bb8_redis::bb8::Pool;
 use bb8_redis::redis::Script;
 use llmur_core::counter::CounterError;
 use tokio::sync::oneshot;
 
-use super::Manager;
+use super::Redis;
 
 type Waiter = oneshot::Sender<Result<(), CounterError>>;
 
@@ -29,25 +28,18 @@ struct Pending {
 
 /// The batch being gathered, shared by all clones of the counter's handle.
 pub(super) struct SettleBatch {
-    pool: Pool<Manager>,
+    redis: Arc<Redis>,
     script: Script,
-    target: String,
     /// How long the first settle of a batch waits for others to join it.
     window: Duration,
     pending: Mutex<Option<Pending>>,
 }
 
 impl SettleBatch {
-    pub(super) fn new(
-        pool: Pool<Manager>,
-        script: Script,
-        target: String,
-        window: Duration,
-    ) -> Arc<Self> {
+    pub(super) fn new(redis: Arc<Redis>, script: Script, window: Duration) -> Arc<Self> {
         Arc::new(Self {
-            pool,
+            redis,
             script,
-            target,
             window,
             pending: Mutex::new(None),
         })
@@ -107,17 +99,10 @@ impl SettleBatch {
             }
             invocation.key(key).arg(*reserved).arg(*actual);
         }
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| CounterError(format!("Redis at {}: {e}", self.target)))?;
+        let mut conn = self.redis.conn().await?;
         match invocation.invoke_async::<i64>(&mut conn.conn).await {
             Ok(_) => Ok(()),
-            Err(e) => {
-                conn.note_error(&e);
-                Err(CounterError(format!("Redis at {}: {e}", self.target)))
-            }
+            Err(e) => Err(self.redis.fail(&mut conn, &e)),
         }
     }
 }

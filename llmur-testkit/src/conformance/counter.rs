@@ -893,8 +893,8 @@ fn advance(rng: &mut StdRng, now: i64) -> i64 {
 const MINUTE: i64 = 60_000;
 const DAY: i64 = 86_400_000;
 
-/// A bucket with a fresh random id.
-fn bucket(level: Level, metric: Metric, window: Window) -> Bucket {
+/// A bucket with a fresh random id (for counter tests of any backend).
+pub fn bucket(level: Level, metric: Metric, window: Window) -> Bucket {
     Bucket {
         level,
         id: Uuid::new_v4(),
@@ -903,7 +903,8 @@ fn bucket(level: Level, metric: Metric, window: Window) -> Bucket {
     }
 }
 
-fn ask(bucket: Bucket, limit: u64, amount: u64) -> Ask {
+/// Room for `amount` in `bucket` under `limit`.
+pub fn ask(bucket: Bucket, limit: u64, amount: u64) -> Ask {
     Ask {
         bucket,
         limit,
