@@ -48,6 +48,10 @@ pub struct Config {
     /// Seconds in-flight requests and streams get to finish on shutdown (default 30).
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Connection worker threads, each with its own single-threaded runtime; every client
+    /// connection is served start to finish on one of them (default 0: one per CPU core).
+    #[serde(default)]
+    pub worker_threads: usize,
     /// Where state lives: `sqlite://FILE` (the embedded default, `sqlite://llmur.db`) or
     /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Wins over `database_configuration`.
     #[serde(default)]
@@ -445,7 +449,7 @@ impl Config {
     /// Applies `LLMUR_HOST`, `LLMUR_PORT`, `LLMUR_LOG_LEVEL`, `LLMUR_LOG_FORMAT`,
     /// `LLMUR_APPLICATION_SECRET`, `LLMUR_MASTER_KEYS` (comma-separated),
     /// `LLMUR_MAX_BODY_BYTES`, `LLMUR_CONNECT_TIMEOUT_SECS`, `LLMUR_UPSTREAM_TIMEOUT_SECS`
-    /// `LLMUR_SHUTDOWN_GRACE_SECS`, `LLMUR_DATABASE_URL`, `LLMUR_REDIS_URL`,
+    /// `LLMUR_SHUTDOWN_GRACE_SECS`, `LLMUR_WORKER_THREADS`, `LLMUR_DATABASE_URL`, `LLMUR_REDIS_URL`,
     /// `LLMUR_SESSION_TTL_HOURS`, `LLMUR_REFUSE_PRIVATE_ENDPOINTS`,
     /// `LLMUR_CATALOG_REFRESH_MS`, `LLMUR_RATE_LIMITS_ON_REDIS_FAILURE`,
     /// `LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS`, `LLMUR_RATE_LIMITS_REDIS_RETRY_MS` and
@@ -514,6 +518,9 @@ impl Config {
         }
         if let Some(v) = var("LLMUR_SHUTDOWN_GRACE_SECS") {
             self.shutdown_grace_secs = parse("LLMUR_SHUTDOWN_GRACE_SECS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_WORKER_THREADS") {
+            self.worker_threads = parse("LLMUR_WORKER_THREADS", &v)?;
         }
         if let Some(v) = var("LLMUR_RATE_LIMITS_ON_REDIS_FAILURE") {
             self.rate_limits.on_redis_failure = match v.trim() {

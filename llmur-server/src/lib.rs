@@ -21,6 +21,7 @@ pub mod security;
 pub mod serve;
 pub mod telemetry;
 pub mod usage;
+mod workers;
 
 pub use config::Config;
 pub use error::ConfigError;

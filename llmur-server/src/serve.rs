@@ -4,19 +4,11 @@
 //! HTTP/2 (h2c) are both served. On shutdown the listener closes at once, keep-alive ends,
 //! and in-flight requests — streams included — get `shutdown_grace_secs` to finish.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use http_body_util::Either;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use llmur_core::{ProxyBody, RequestLog, Store};
+use llmur_core::{RequestLog, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,8 +18,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::usage::RecentLogs;
-
-type AppBody = Either<ProxyBody, axum::body::Body>;
+use crate::workers::Workers;
 
 /// A server that is accepting connections.
 #[derive(Debug)]
@@ -100,6 +91,7 @@ pub async fn start(
 ) -> Result<RunningServer, ConfigError> {
     let addr = SocketAddr::new(config.host, config.port);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let config_workers = config.worker_threads;
     let refresh = Duration::from_millis(config.catalog_refresh_ms.max(10));
     let app = App::build(config).await?;
     let listener = TcpListener::bind(addr)
@@ -130,10 +122,23 @@ pub async fn start(
         .clone()
         .map(|redis| tokio::spawn(redis.listen(app.sync.clone())));
     let (tx, rx) = oneshot::channel::<()>();
-    let service = app.proxy.layer().layer(app.router.clone());
+    let threads = match config_workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let mut services = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let proxy = app
+            .proxy
+            .fork()
+            .map_err(|e| ConfigError::new(format!("cannot build the proxy: {e}")))?;
+        services.push(proxy.layer().layer(app.router.clone()));
+    }
+    let workers = Workers::start(threads, grace, |i| services[i].clone())
+        .map_err(|e| ConfigError::new(format!("cannot start the connection workers: {e}")))?;
     let writer = app.writer.clone();
     let task = tokio::spawn(async move {
-        accept_loop(listener, service, grace, async move {
+        accept_loop(listener, workers, async move {
             tokio::select! {
                 _ = rx => {},
                 () = signal => {},
@@ -162,20 +167,11 @@ pub async fn start(
     })
 }
 
-async fn accept_loop<S>(
+async fn accept_loop(
     listener: TcpListener,
-    app: S,
-    grace: Duration,
+    workers: Workers,
     stop: impl std::future::Future<Output = ()>,
-) where
-    S: tower::Service<Request<Incoming>, Response = Response<AppBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
+) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -189,25 +185,13 @@ async fn accept_loop<S>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+                workers.dispatch(stream);
             }
             () = &mut stop => break,
         }
     }
     drop(listener);
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down; letting in-flight requests finish"
-    );
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
-    }
+    tracing::info!("shutting down; letting in-flight requests finish");
+    workers.stop().await;
+    tracing::info!("all connections closed");
 }

@@ -26,6 +26,10 @@ use crate::usage::{Clock, Endpoint, RequestLog, Usage, UsageSink, UsageSource};
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
     pub(crate) client: reqwest::Client,
+    /// Whether `client` was built here (and so may be rebuilt by `Proxy::fork`).
+    pub(crate) own_client: bool,
+    /// The connect timeout `client` was built with.
+    pub(crate) connect_timeout: Duration,
     /// Until the response head (and, for non-streams, the whole body).
     pub(crate) timeout: Duration,
 }

@@ -10,6 +10,7 @@ mod forward;
 pub mod headers;
 mod layer;
 mod limits;
+mod read;
 mod stream;
 
 use std::convert::Infallible;
@@ -20,10 +21,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
 
 pub use body::ProxyBody;
 pub use layer::{ProxyLayer, ProxyService};
@@ -37,6 +36,7 @@ use crate::request::RequestBody;
 use crate::usage::{Clock, Endpoint, SystemClock, UsageSink};
 use forward::Upstream;
 use limits::Limiter;
+use read::read_body;
 
 /// A boxed error, as bodies and services exchange them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -50,13 +50,14 @@ pub struct Proxy {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     catalog: Arc<dyn Catalog>,
     sink: Arc<dyn UsageSink>,
     clock: Arc<dyn Clock>,
     upstream: Upstream,
     limiter: Limiter,
-    overhead: crate::metrics::Histogram,
+    overhead: Arc<crate::metrics::Histogram>,
     max_body_bytes: usize,
 }
 
@@ -150,19 +151,10 @@ impl ProxyBuilder {
 
     /// The proxy. Fails only if the HTTP client cannot be built.
     pub fn build(self) -> Result<Proxy, Error> {
+        let own_client = self.client.is_none();
         let client = match self.client {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                .connect_timeout(self.connect_timeout)
-                .tcp_nodelay(true)
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| {
-                    Error::new(ErrorKind::Internal, "could not build the HTTP client")
-                        .with_source(e)
-                })?,
+            None => http_client(self.connect_timeout)?,
         };
         Ok(Proxy {
             shared: Arc::new(Shared {
@@ -171,17 +163,33 @@ impl ProxyBuilder {
                 clock: self.clock,
                 upstream: Upstream {
                     client,
+                    own_client,
+                    connect_timeout: self.connect_timeout,
                     timeout: self.timeout,
                 },
                 limiter: Limiter {
                     counter: self.counter,
                     completion_default: self.completion_default,
                 },
-                overhead: crate::metrics::Histogram::new(),
+                overhead: Arc::new(crate::metrics::Histogram::new()),
                 max_body_bytes: self.max_body_bytes,
             }),
         })
     }
+}
+
+/// The upstream HTTP client a [`ProxyBuilder`] builds unless given one.
+fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            Error::new(ErrorKind::Internal, "could not build the HTTP client").with_source(e)
+        })
 }
 
 enum Route {
@@ -209,6 +217,21 @@ impl Proxy {
     /// client as `x-llmur-overhead-ms`).
     pub fn overhead(&self) -> &crate::metrics::Histogram {
         &self.shared.overhead
+    }
+
+    /// A proxy that shares everything with this one — catalog, counter, usage sink,
+    /// metrics — except the upstream connection pool: it gets a new HTTP client built like
+    /// this one's. A thread-per-core server forks one per core so that upstream
+    /// connections stay on the thread (and runtime) that uses them. A client given with
+    /// [`ProxyBuilder::http_client`] is shared, not rebuilt.
+    pub fn fork(&self) -> Result<Proxy, Error> {
+        let mut shared = Shared::clone(&self.shared);
+        if shared.upstream.own_client {
+            shared.upstream.client = http_client(shared.upstream.connect_timeout)?;
+        }
+        Ok(Proxy {
+            shared: Arc::new(shared),
+        })
     }
 
     /// A layer that sends `/v1/*` to this proxy and everything else to the inner service.
@@ -337,35 +360,6 @@ fn authenticate(catalog: &dyn Catalog, headers: &HeaderMap) -> Result<Arc<Virtua
             Error::new(ErrorKind::Unauthorized, "Incorrect API key provided.")
                 .with_code("invalid_api_key"),
         ),
-    }
-}
-
-async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, Error>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let too_large = || {
-        Error::new(
-            ErrorKind::PayloadTooLarge,
-            format!("the request body is larger than the limit of {limit} bytes"),
-        )
-        .with_code("request_too_large")
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(Error::new(
-            ErrorKind::BadRequest,
-            format!("could not read the request body: {e}"),
-        )),
     }
 }
 

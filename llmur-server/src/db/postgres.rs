@@ -5,12 +5,11 @@
 //! advisory lock so replicas starting together do not race), and how an operation gets a
 //! connection — reads on a pooled connection, consistent reads in a `REPEATABLE READ, READ
 //! ONLY` transaction, writes in a transaction. Must not touch: the queries themselves
-//! (`ops/`, mounted here with this module's `Conn`, `Db` and `insert_log_rows`).
+//! (`ops/`, mounted here with this module's `Conn`, `Db` and `write_log_rows`).
 
 use std::fmt;
 use std::time::Duration;
 
-use diesel::QueryResult;
 use diesel::sql_types::BigInt;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
@@ -126,15 +125,20 @@ impl PostgresStore {
 /// PostgreSQL's limit of 65535).
 const LOG_CHUNK: usize = 500;
 
-/// Inserts request log rows (inside the caller's transaction), many per statement.
-async fn insert_log_rows(conn: &mut Conn, rows: Vec<RequestLogRow>) -> QueryResult<()> {
-    for chunk in rows.chunks(LOG_CHUNK) {
-        diesel::insert_into(request_logs::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
+/// Writes a batch of request log rows in one transaction, many per statement.
+async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
+    db.write(move |conn| {
+        Box::pin(async move {
+            for chunk in rows.chunks(LOG_CHUNK) {
+                diesel::insert_into(request_logs::table)
+                    .values(chunk)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
+        })
+    })
+    .await
 }
 
 /// Applies pending migrations to the database at `url`.

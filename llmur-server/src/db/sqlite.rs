@@ -7,7 +7,7 @@
 //! transaction. Writes queue on the mutex rather than on SQLite's lock, so concurrent
 //! writers never see `SQLITE_BUSY`; each write runs in its own task, so a caller that
 //! gives up cannot leave the writer inside an open transaction. Must not touch: the
-//! queries themselves (`ops/`, mounted here with this module's `Conn`, `Db` and `insert_log_rows`).
+//! queries themselves (`ops/`, mounted here with this module's `Conn`, `Db` and `write_log_rows`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -199,18 +199,28 @@ async fn heal(conn: &mut Conn, path: String) -> DbResult<()> {
     Ok(())
 }
 
-/// Inserts request log rows (inside the caller's transaction) one statement per row, all
-/// in one blocking call on the writer: diesel has no multi-row `INSERT` for SQLite with
-/// defaultable columns, and a blocking hop per row would cost more than the rows.
-async fn insert_log_rows(conn: &mut Conn, rows: Vec<RequestLogRow>) -> QueryResult<()> {
-    conn.spawn_blocking(move |conn| {
-        for row in &rows {
-            diesel::RunQueryDsl::execute(
-                diesel::insert_into(request_logs::table).values(row),
-                conn,
-            )?;
-        }
-        Ok(())
+/// Writes a batch of request log rows in one `BEGIN IMMEDIATE` transaction, one statement
+/// per row, all in a single blocking call on the writer: diesel has no multi-row `INSERT`
+/// for SQLite with defaultable columns, and every blocking hop (a thread wake-up each way)
+/// costs more than the rows — `write` would take three (begin, rows, commit).
+async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
+    db.on_writer(Mode::Plain, move |conn| {
+        Box::pin(async move {
+            let inserted = conn
+                .spawn_blocking(move |conn| {
+                    conn.immediate_transaction(|conn| {
+                        for row in &rows {
+                            diesel::RunQueryDsl::execute(
+                                diesel::insert_into(request_logs::table).values(row),
+                                conn,
+                            )?;
+                        }
+                        QueryResult::Ok(())
+                    })
+                })
+                .await;
+            Ok(inserted?)
+        })
     })
     .await
 }

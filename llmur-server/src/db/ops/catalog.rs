@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 use llmur_core::store::types::*;
 use llmur_core::{RequestLog, StoreResult, VirtualKeyId};
 
-use super::{Db, insert_log_rows};
+use super::{Db, write_log_rows};
 use crate::db::rows::{
     ConnectionDeploymentRow, ConnectionRow, DeploymentRow, ProjectRow, RequestLogRow,
     VirtualKeyDeploymentRow, VirtualKeyRow, all, id_text,
@@ -87,13 +87,8 @@ pub(super) async fn insert_request_logs(db: &Db, logs: &[RequestLog]) -> StoreRe
         .iter()
         .map(RequestLogRow::new)
         .collect::<StoreResult<Vec<_>>>()?;
-    db.write(move |conn| {
-        Box::pin(async move {
-            // How rows are batched is the one backend-specific piece (see the parent).
-            Ok(insert_log_rows(conn, rows).await?)
-        })
-    })
-    .await
+    // How rows are batched is the one backend-specific piece (see the parent).
+    write_log_rows(db, rows).await
 }
 
 pub(super) async fn list_request_logs(

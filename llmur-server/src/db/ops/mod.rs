@@ -4,7 +4,7 @@
 //! This directory is mounted twice, by `db/sqlite.rs` and by `db/postgres.rs` (with
 //! `#[path]`); each parent defines the same names — `Conn` (its diesel-async connection
 //! type), `Db` (its store type, with `read`, `snapshot` and `write` helpers that hand a
-//! connection to a closure) and `insert_log_rows` (the one statement whose batching differs)
+//! connection to a closure) and `write_log_rows` (the one write whose batching and transaction differ)
 //! — so the code here type-checks against each concrete connection and no query is
 //! written twice.
 //!
@@ -18,7 +18,7 @@ use std::fmt::Display;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::{Conn, Db, insert_log_rows};
+use super::{Conn, Db, write_log_rows};
 use crate::db::error::DbResult;
 use crate::db::rows::missing;
 use crate::db::schema::catalog_version;

@@ -1,0 +1,187 @@
+//! Connection workers: one thread per core, each running its own current-thread runtime.
+//!
+//! Owns: [`Workers`]. The listener (on the caller's runtime) hands every accepted
+//! connection to the worker serving the fewest connections; the connection then lives on
+//! that thread for good, with a service of the worker's own (see
+//! [`Proxy::fork`](llmur_core::Proxy::fork): its own upstream connection pool).
+//!
+//! Why: on tokio's multi-threaded scheduler a task that wakes itself — which a hyper
+//! connection does on every request whose body the service reads, as a proxy must — is
+//! rescheduled as a yield, and every yield wakes an idle worker thread to look for work.
+//! At low and moderate load that is a futex wake-up and a context switch on another core
+//! per request. A current-thread runtime has no other worker to wake: a request is served
+//! start to finish on one thread, as the bare pass-through floor does.
+//!
+//! Must not touch: what the service does. Tasks a request spawns run on its worker; when
+//! the server stops, a worker waits (briefly) for them after its connections have ended.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How long a stopping worker waits, after its last connection ended, for tasks its
+/// requests spawned (batched counter writes, for one) before its runtime is dropped.
+const TASK_DRAIN: Duration = Duration::from_millis(200);
+
+/// The connection workers.
+#[derive(Debug)]
+pub(crate) struct Workers {
+    workers: Vec<Worker>,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+struct Worker {
+    connections: mpsc::UnboundedSender<std::net::TcpStream>,
+    /// Connections this worker serves now.
+    open: Arc<AtomicUsize>,
+    done: oneshot::Receiver<()>,
+}
+
+impl Workers {
+    /// Starts `n` (at least one) worker threads; `service(i)` makes worker `i`'s service.
+    /// In-flight requests get `grace` to finish when [`stop`](Self::stop) is called.
+    pub(crate) fn start<S, B>(
+        n: usize,
+        grace: Duration,
+        service: impl Fn(usize) -> S,
+    ) -> io::Result<Self>
+    where
+        S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (stop, _) = watch::channel(false);
+        let mut workers = Vec::with_capacity(n.max(1));
+        for i in 0..n.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (done_tx, done) = oneshot::channel();
+            let open = Arc::new(AtomicUsize::new(0));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name(format!("llmur-worker-{i}"))
+                .build()?;
+            let run = serve(rx, service(i), Arc::clone(&open), stop.subscribe(), grace);
+            std::thread::Builder::new()
+                .name(format!("llmur-worker-{i}"))
+                .spawn(move || {
+                    runtime.block_on(run);
+                    drop(runtime);
+                    let _ = done_tx.send(());
+                })?;
+            workers.push(Worker {
+                connections: tx,
+                open,
+                done,
+            });
+        }
+        Ok(Self { workers, stop })
+    }
+
+    /// Hands `stream` to the worker with the fewest open connections.
+    pub(crate) fn dispatch(&self, stream: tokio::net::TcpStream) {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a connection to a worker");
+                return;
+            }
+        };
+        let Some(worker) = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.open.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        worker.open.fetch_add(1, Ordering::Relaxed);
+        if worker.connections.send(stream).is_err() {
+            worker.open.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!("a connection worker has stopped; connection dropped");
+        }
+    }
+
+    /// Stops every worker: no new connections, keep-alive ends, in-flight requests get the
+    /// grace period; returns when every worker thread has finished.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        for worker in self.workers {
+            drop(worker.connections);
+            let _ = worker.done.await;
+        }
+    }
+}
+
+async fn serve<S, B>(
+    mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    service: S,
+    open: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            received = connections.recv() => {
+                let Some(stream) = received else { break };
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        open.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "cannot serve a handed-over connection");
+                        continue;
+                    }
+                };
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                let open = Arc::clone(&open);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    open.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        }
+    }
+    drop(connections);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    // Tasks the requests spawned (a counter's batched writes, say) finish before the
+    // runtime goes; long-lived ones (a connection pool's) are cut after TASK_DRAIN.
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = tokio::time::Instant::now() + TASK_DRAIN;
+    while metrics.num_alive_tasks() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
