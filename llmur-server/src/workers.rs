@@ -185,3 +185,108 @@ async fn serve<S, B>(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    use super::*;
+
+    /// Serves on a fresh listener, handing connections to `workers` as `serve` does.
+    async fn listen(
+        workers: Workers,
+    ) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop_tx, mut stop_rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => workers.dispatch(accepted.unwrap().0),
+                    _ = &mut stop_rx => break,
+                }
+            }
+            workers.stop().await;
+        });
+        (base, stop_tx, task)
+    }
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("?").to_owned()
+    }
+
+    #[tokio::test]
+    async fn connections_spread_over_the_workers_and_stay_on_theirs() {
+        let service = |_: usize| {
+            tower::service_fn(|_req: Request<Incoming>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(thread_name()))))
+            })
+        };
+        let workers = Workers::start(2, Duration::from_secs(5), service).unwrap();
+        let (base, stop, task) = listen(workers).await;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            // A client of its own: a connection of its own, kept open to the end.
+            let client = reqwest::Client::new();
+            let first = client
+                .get(&base)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            for _ in 0..3 {
+                let again = client
+                    .get(&base)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert_eq!(again, first, "a connection stays on its worker");
+            }
+            assert!(first.starts_with("llmur-worker-"), "{first}");
+            seen.insert(first);
+            clients.push(client);
+        }
+        assert_eq!(seen.len(), 2, "both workers served connections: {seen:?}");
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stopping_lets_tasks_the_requests_spawned_finish() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&finished);
+        let service = move |_: usize| {
+            let flag = Arc::clone(&flag);
+            tower::service_fn(move |_req: Request<Incoming>| {
+                let flag = Arc::clone(&flag);
+                async move {
+                    // Like a counter's batched write: started by the request, done later.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        flag.store(true, Ordering::SeqCst);
+                    });
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                }
+            })
+        };
+        let workers = Workers::start(1, Duration::from_secs(5), service).unwrap();
+        let (base, stop, task) = listen(workers).await;
+        let answer = reqwest::get(&base).await.unwrap().text().await.unwrap();
+        assert_eq!(answer, "ok");
+        stop.send(()).unwrap();
+        task.await.unwrap();
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the spawned task ran before the worker stopped"
+        );
+    }
+}

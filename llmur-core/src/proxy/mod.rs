@@ -399,3 +399,29 @@ where
         Box::pin(async move { Ok(proxy.handle(request).await) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{KeyHasher, MemoryCatalog, Snapshot};
+
+    #[test]
+    fn a_fork_shares_everything_but_the_upstream_pool() {
+        let catalog = Arc::new(MemoryCatalog::new(
+            KeyHasher::new(&secrecy::SecretString::from("fork-test-secret")),
+            Snapshot::new(),
+        ));
+        let proxy = Proxy::builder(catalog).build().unwrap();
+        let fork = proxy.fork().unwrap();
+        assert!(Arc::ptr_eq(&proxy.shared.overhead, &fork.shared.overhead));
+        assert!(Arc::ptr_eq(&proxy.shared.catalog, &fork.shared.catalog));
+        assert!(Arc::ptr_eq(
+            &proxy.shared.limiter.counter,
+            &fork.shared.limiter.counter
+        ));
+        assert!(Arc::ptr_eq(&proxy.shared.sink, &fork.shared.sink));
+        assert!(fork.shared.upstream.own_client);
+        fork.overhead().record(Duration::from_micros(70));
+        assert_eq!(proxy.overhead().snapshot().count, 1);
+    }
+}
