@@ -92,13 +92,14 @@ impl Default for RedisCounterOptions {
 /// [`CounterError`] (after at most the connection timeout) until it is back.
 pub struct RedisCounter {
     redis: Arc<Redis>,
-    prefix: String,
+    keys: Arc<keys::Keys>,
     caller_clock: bool,
     reserves: reserve_batch::ReserveBatch,
     cancel_script: Script,
     settles: Arc<settle_batch::SettleBatch>,
 }
 
+mod keys;
 mod reserve_batch;
 mod settle_batch;
 
@@ -170,20 +171,22 @@ impl RedisCounter {
             connection_timeout: options.connection_timeout,
             last_connect_error,
         });
+        let keys = Arc::new(keys::Keys::new(options.prefix));
         Ok(Self {
             reserves: reserve_batch::ReserveBatch::new(reserve_batch::Sender {
                 redis: Arc::clone(&redis),
                 script: script_with_windows!("counter_redis/reserve.lua"),
-                prefix: options.prefix.clone(),
+                keys: Arc::clone(&keys),
                 grace_ms,
             }),
             settles: settle_batch::SettleBatch::new(
                 Arc::clone(&redis),
+                Arc::clone(&keys),
                 Script::new(include_str!("counter_redis/settle.lua")),
                 options.settle_window,
             ),
             redis,
-            prefix: options.prefix,
+            keys,
             caller_clock: false,
             cancel_script: script_with_windows!("counter_redis/cancel.lua"),
         })
@@ -199,22 +202,17 @@ impl RedisCounter {
 
     /// The key prefix.
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        self.keys.prefix()
     }
 
     /// The Redis key holding `bucket`'s usage in the window starting at `window_start`.
     pub fn key(&self, bucket: &Bucket, window_start: i64) -> String {
-        format!("{}:{window_start}", self.bucket_base(bucket))
-    }
-
-    /// The key without its window start (the scripts append it).
-    fn bucket_base(&self, bucket: &Bucket) -> String {
-        reserve_batch::bucket_base(&self.prefix, bucket)
+        self.keys.lock().key(bucket, window_start)
     }
 
     /// The key recording a cancellable reserve.
     fn ticket_key(&self, ticket: Uuid) -> String {
-        format!("{}:ticket:{ticket}", self.prefix)
+        format!("{}:ticket:{ticket}", self.keys.prefix())
     }
 
     /// One reserve, batched with any others queued meanwhile; `ticket` makes it
@@ -299,7 +297,7 @@ impl fmt::Debug for RedisCounter {
         let state = self.redis.pool.state();
         f.debug_struct("RedisCounter")
             .field("target", &self.redis.target)
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.keys.prefix())
             .field("caller_clock", &self.caller_clock)
             .field("connection_timeout", &self.redis.connection_timeout)
             .field("connections", &state.connections)
@@ -330,12 +328,15 @@ impl UsageCounter for RedisCounter {
         // The reservation's own time is read from its ticket.
         let mut invocation = self.cancel_script.prepare_invoke();
         invocation.arg(self.ticket_key(ticket));
-        for ask in asks {
-            invocation
-                .key(self.bucket_base(&ask.bucket))
-                .arg(ask.bucket.window.as_str())
-                .arg(ask.limit.min(MAX_EXACT))
-                .arg(ask.amount.min(MAX_EXACT));
+        {
+            let mut keys = self.keys.lock();
+            for ask in asks {
+                invocation
+                    .key(keys.base(&ask.bucket))
+                    .arg(ask.bucket.window.as_str())
+                    .arg(ask.limit.min(MAX_EXACT))
+                    .arg(ask.amount.min(MAX_EXACT));
+            }
         }
         let mut conn = self.redis.conn().await?;
         match invocation.invoke_async::<i64>(&mut conn.conn).await {
@@ -345,7 +346,7 @@ impl UsageCounter for RedisCounter {
     }
 
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
-        let mut parts = Vec::new();
+        let mut parts = Vec::with_capacity(reservation.parts.len());
         for (i, part) in reservation.parts.iter().enumerate() {
             // A missing actual keeps the reservation; an unchanged amount needs no write.
             let Some(&real) = actual.get(i) else { continue };
@@ -353,7 +354,7 @@ impl UsageCounter for RedisCounter {
                 continue;
             }
             parts.push((
-                self.key(&part.bucket, part.window_start),
+                (part.bucket, part.window_start),
                 part.amount.min(MAX_EXACT),
                 real.min(MAX_EXACT),
             ));

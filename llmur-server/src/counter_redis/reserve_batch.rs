@@ -9,14 +9,15 @@
 //! caller stopped waiting is dropped unsent; one that was already sent is taken back by
 //! its ticket (see `cancel.lua`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8_redis::redis::{Script, ScriptInvocation};
 use llmur_core::counter::{Ask, Bucket, CounterError};
+use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
+use super::keys::Keys;
 use super::{MAX_EXACT, Redis};
 
 /// Most reservations in one script call.
@@ -55,7 +56,6 @@ pub(super) struct ReserveBatch {
 struct Inner {
     sender: Sender,
     state: Mutex<State>,
-    keys: Mutex<KeyCache>,
 }
 
 #[derive(Default)]
@@ -69,7 +69,7 @@ struct State {
 pub(super) struct Sender {
     pub(super) redis: Arc<Redis>,
     pub(super) script: Script,
-    pub(super) prefix: String,
+    pub(super) keys: Arc<Keys>,
     pub(super) grace_ms: u64,
 }
 
@@ -79,7 +79,6 @@ impl ReserveBatch {
             inner: Arc::new(Inner {
                 sender,
                 state: Mutex::new(State::default()),
-                keys: Mutex::new(KeyCache::default()),
             }),
         }
     }
@@ -202,25 +201,6 @@ async fn drain(inner: Arc<Inner>) {
     }
 }
 
-/// Bucket key bases already formatted, kept by the dispatcher across batches (a busy
-/// proxy asks on the same few buckets again and again).
-#[derive(Default)]
-struct KeyCache(HashMap<Bucket, String>);
-
-impl KeyCache {
-    /// Most entries kept; past it the cache starts over.
-    const MAX: usize = 65_536;
-
-    fn base(&mut self, prefix: &str, bucket: &Bucket) -> &str {
-        if self.0.len() >= Self::MAX && !self.0.contains_key(bucket) {
-            self.0.clear();
-        }
-        self.0
-            .entry(*bucket)
-            .or_insert_with(|| bucket_base(prefix, bucket))
-    }
-}
-
 impl Inner {
     /// One script call for `jobs`: a reply per job, in order.
     async fn send(&self, jobs: &[Job]) -> Result<Vec<Vec<i64>>, CounterError> {
@@ -230,12 +210,11 @@ impl Inner {
 
     /// The script call's keys and arguments (see `reserve.lua`).
     fn invocation(&self, jobs: &[Job]) -> ScriptInvocation<'_> {
-        let mut cache = lock(&self.keys);
-        let prefix = &self.sender.prefix;
+        let mut cache = self.sender.keys.lock();
         let mut invocation = self.sender.script.prepare_invoke();
         // Key indexes (1-based) per bucket, the distinct shapes (key index and limit per
         // ask; a batch has few, usually one) and each job's shape index (1-based).
-        let mut keys: HashMap<Bucket, usize> = HashMap::new();
+        let mut keys: FxHashMap<Bucket, usize> = FxHashMap::default();
         let mut shapes: Vec<Vec<(usize, u64)>> = Vec::new();
         let mut job_shapes = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -245,7 +224,7 @@ impl Inner {
                 .map(|ask| {
                     let next = keys.len() + 1;
                     let index = *keys.entry(ask.bucket).or_insert_with(|| {
-                        invocation.key(cache.base(prefix, &ask.bucket));
+                        invocation.key(cache.base(&ask.bucket));
                         next
                     });
                     (index, ask.limit.min(MAX_EXACT))
@@ -316,15 +295,4 @@ impl Sender {
         }
         Ok(replies)
     }
-}
-
-/// `{prefix}:{level}:{id}:{metric}:{window}`: a bucket's key without its window start.
-pub(super) fn bucket_base(prefix: &str, bucket: &Bucket) -> String {
-    format!(
-        "{prefix}:{}:{}:{}:{}",
-        bucket.level.as_str(),
-        bucket.id,
-        bucket.metric.as_str(),
-        bucket.window.as_str()
-    )
 }

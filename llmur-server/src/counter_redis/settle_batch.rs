@@ -7,28 +7,33 @@
 //! failed), so callers see the same contract as an unbatched settle. The write runs in a
 //! task of its own: a caller that gives up waiting (a timeout) cannot strand the batch.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8_redis::redis::Script;
-use llmur_core::counter::CounterError;
+use llmur_core::counter::{Bucket, CounterError};
+use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use super::Redis;
+use super::keys::Keys;
+
+/// A bucket's window: its bucket and the window's start (ms).
+pub(super) type WindowKey = (Bucket, i64);
 
 type Waiter = oneshot::Sender<Result<(), CounterError>>;
 
 #[derive(Default)]
 struct Pending {
-    /// Per key: (reserved, actual), summed.
-    parts: HashMap<String, (u64, u64)>,
+    /// Per bucket window: (reserved, actual), summed. Keys are named only when written.
+    parts: FxHashMap<WindowKey, (u64, u64)>,
     waiters: Vec<Waiter>,
 }
 
 /// The batch being gathered, shared by all clones of the counter's handle.
 pub(super) struct SettleBatch {
     redis: Arc<Redis>,
+    keys: Arc<Keys>,
     script: Script,
     /// How long the first settle of a batch waits for others to join it.
     window: Duration,
@@ -36,19 +41,25 @@ pub(super) struct SettleBatch {
 }
 
 impl SettleBatch {
-    pub(super) fn new(redis: Arc<Redis>, script: Script, window: Duration) -> Arc<Self> {
+    pub(super) fn new(
+        redis: Arc<Redis>,
+        keys: Arc<Keys>,
+        script: Script,
+        window: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             redis,
+            keys,
             script,
             window,
             pending: Mutex::new(None),
         })
     }
 
-    /// Adds `(key, reserved, actual)` corrections and waits until they are written.
+    /// Adds `(window, reserved, actual)` corrections and waits until they are written.
     pub(super) async fn settle(
         self: &Arc<Self>,
-        parts: Vec<(String, u64, u64)>,
+        parts: Vec<(WindowKey, u64, u64)>,
     ) -> Result<(), CounterError> {
         if parts.is_empty() {
             return Ok(());
@@ -91,13 +102,19 @@ impl SettleBatch {
         }
     }
 
-    async fn write(&self, parts: &HashMap<String, (u64, u64)>) -> Result<(), CounterError> {
+    async fn write(&self, parts: &FxHashMap<WindowKey, (u64, u64)>) -> Result<(), CounterError> {
         let mut invocation = self.script.prepare_invoke();
-        for (key, (reserved, actual)) in parts {
-            if reserved == actual {
-                continue;
+        {
+            let mut keys = self.keys.lock();
+            for ((bucket, start), (reserved, actual)) in parts {
+                if reserved == actual {
+                    continue;
+                }
+                invocation
+                    .key(keys.key(bucket, *start))
+                    .arg(*reserved)
+                    .arg(*actual);
             }
-            invocation.key(key).arg(*reserved).arg(*actual);
         }
         let mut conn = self.redis.conn().await?;
         match invocation.invoke_async::<i64>(&mut conn.conn).await {
