@@ -19,7 +19,7 @@ for i = 1, #KEYS do
     if after < 0 then after = 0 end
     after = after + tonumber(ARGV[2 * i])
     if after ~= count then
-      redis.call('INCRBY', KEYS[i], string.format('%.0f', after - count))
+      redis.call('INCRBY', KEYS[i], after - count) -- exact below 2^53, as every count is
       changed = changed + 1
     end
   end
