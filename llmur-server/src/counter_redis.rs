@@ -37,6 +37,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,6 +48,7 @@ use bb8_redis::redis::{self, RedisError, Script};
 use llmur_core::counter::{
     Ask, Bucket, CounterError, Decision, Part, Refusal, Reservation, UsageCounter,
 };
+use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
 /// The largest amount or limit the Lua scripts handle exactly (2^53 - 1).
@@ -62,7 +64,8 @@ pub struct RedisCounterOptions {
     pub prefix: String,
     /// Longest wait for a pooled connection, including connecting (default 250 ms).
     pub connection_timeout: Duration,
-    /// Most connections in the pool (default 16; each is multiplexed).
+    /// Most connections in each calling thread's pool (default 16; each is multiplexed,
+    /// and a thread rarely needs more than one or two).
     pub pool_size: u32,
     /// How long a key outlives its window, so late settles still correct it
     /// (default 10 minutes, at most a year).
@@ -154,19 +157,13 @@ impl RedisCounter {
             CounterError(format!("invalid Redis URL for the counter ({target}): {e}"))
         })?;
         let last_connect_error = Arc::new(Mutex::new(None));
-        let pool = Pool::builder()
-            .max_size(options.pool_size)
-            .connection_timeout(options.connection_timeout)
-            // A checkout ping would double the round trips; broken connections are
-            // dropped when a call on them fails instead (see `Conn::broken`).
-            .test_on_check_out(false)
-            .error_sink(Box::new(LastError(Arc::clone(&last_connect_error))))
-            .build_unchecked(Manager(manager));
         let grace_ms = u64::try_from(options.grace.as_millis())
             .unwrap_or(u64::MAX)
             .min(MAX_GRACE_MS);
         let redis = Arc::new(Redis {
-            pool,
+            manager: Manager(manager),
+            pool_size: options.pool_size,
+            pools: Mutex::new(FxHashMap::default()),
             target,
             connection_timeout: options.connection_timeout,
             last_connect_error,
@@ -246,7 +243,13 @@ impl RedisCounter {
 /// The connection pool and what its error messages need, shared by the counter and its
 /// reserve and settle batches.
 struct Redis {
-    pool: Pool<Manager>,
+    manager: Manager,
+    /// Most connections of each thread's pool.
+    pool_size: u32,
+    /// One pool per thread that calls: a connection's I/O task runs on the runtime that
+    /// opened it, so a thread-per-core server keeps each call on its own thread instead
+    /// of waking another one twice per round trip.
+    pools: Mutex<FxHashMap<ThreadId, Pool<Manager>>>,
     /// The URL with any password replaced, for `Debug` and messages.
     target: String,
     connection_timeout: Duration,
@@ -255,8 +258,8 @@ struct Redis {
 
 impl Redis {
     /// A pooled connection, waiting at most the connection timeout.
-    async fn conn(&self) -> Result<PooledConnection<'_, Manager>, CounterError> {
-        let conn = self.pool.get().await.map_err(|e| match e {
+    async fn conn(&self) -> Result<PooledConnection<'static, Manager>, CounterError> {
+        let conn = self.pool().get_owned().await.map_err(|e| match e {
             RunError::User(e) => CounterError(format!("Redis at {}: {e}", self.target)),
             RunError::TimedOut => {
                 let last = self
@@ -284,6 +287,34 @@ impl Redis {
         Ok(conn)
     }
 
+    /// This thread's pool (made on first use).
+    fn pool(&self) -> Pool<Manager> {
+        let thread = std::thread::current().id();
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools
+            .entry(thread)
+            .or_insert_with(|| {
+                Pool::builder()
+                    .max_size(self.pool_size)
+                    .connection_timeout(self.connection_timeout)
+                    // A checkout ping would double the round trips; broken connections
+                    // are dropped when a call on them fails instead (see `Conn::broken`).
+                    .test_on_check_out(false)
+                    .error_sink(Box::new(LastError(Arc::clone(&self.last_connect_error))))
+                    .build_unchecked(self.manager.clone())
+            })
+            .clone()
+    }
+
+    /// Connections open and idle, over every thread's pool.
+    fn connections(&self) -> (u32, u32) {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.values().fold((0, 0), |(open, idle), pool| {
+            let state = pool.state();
+            (open + state.connections, idle + state.idle_connections)
+        })
+    }
+
     /// Maps a failed call to a [`CounterError`], marking the connection broken when the
     /// error means it cannot be used again.
     fn fail(&self, conn: &mut Conn, e: &RedisError) -> CounterError {
@@ -294,14 +325,14 @@ impl Redis {
 
 impl fmt::Debug for RedisCounter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.redis.pool.state();
+        let (connections, idle_connections) = self.redis.connections();
         f.debug_struct("RedisCounter")
             .field("target", &self.redis.target)
             .field("prefix", &self.keys.prefix())
             .field("caller_clock", &self.caller_clock)
             .field("connection_timeout", &self.redis.connection_timeout)
-            .field("connections", &state.connections)
-            .field("idle_connections", &state.idle_connections)
+            .field("connections", &connections)
+            .field("idle_connections", &idle_connections)
             .finish()
     }
 }
