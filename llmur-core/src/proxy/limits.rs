@@ -96,7 +96,13 @@ impl Limiter {
             tokens: estimate.tokens(),
             cost_micros: estimate.cost_micros(connection),
         };
-        let mut asks = Vec::new();
+        let rules = |limits: &Option<Arc<LimitSet>>| limits.as_ref().map_or(0, |l| l.rules().len());
+        let mut asks = Vec::with_capacity(
+            rules(&key.limits)
+                + rules(&key.project_limits)
+                + rules(&deployment.limits)
+                + rules(&connection.limits),
+        );
         if client.is_none() {
             push_asks(&mut asks, Level::VirtualKey, key.id.0, &key.limits, amounts);
             push_asks(
