@@ -126,16 +126,15 @@ pub async fn start(
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         n => n,
     };
-    let mut services = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        let proxy = app
-            .proxy
+    let (proxy, router) = (app.proxy.clone(), app.router.clone());
+    let workers = Workers::start(threads, grace, move |_| {
+        let proxy = proxy
             .fork()
-            .map_err(|e| ConfigError::new(format!("cannot build the proxy: {e}")))?;
-        services.push(proxy.layer().layer(app.router.clone()));
-    }
-    let workers = Workers::start(threads, grace, |i| services[i].clone())
-        .map_err(|e| ConfigError::new(format!("cannot start the connection workers: {e}")))?;
+            .map_err(|e| format!("cannot build the proxy: {e}"))?;
+        Ok(proxy.layer().layer(router.clone()))
+    })
+    .await
+    .map_err(|e| ConfigError::new(format!("cannot start the connection workers: {e}")))?;
     let writer = app.writer.clone();
     let task = tokio::spawn(async move {
         accept_loop(listener, workers, async move {

@@ -16,7 +16,6 @@
 //! the server stops, a worker waits (briefly) for them after its connections have ended.
 
 use std::convert::Infallible;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -49,14 +48,13 @@ struct Worker {
 }
 
 impl Workers {
-    /// Starts `n` (at least one) worker threads; `service(i)` makes worker `i`'s service.
-    /// In-flight requests get `grace` to finish when [`stop`](Self::stop) is called.
-    pub(crate) fn start<S, B>(
-        n: usize,
-        grace: Duration,
-        service: impl Fn(usize) -> S,
-    ) -> io::Result<Self>
+    /// Starts `n` (at least one) worker threads; worker `i` makes its service with
+    /// `make(i)` on its own thread (so the per-core HTTP clients are built in parallel,
+    /// not one after another at start-up). Returns once every worker is ready, or the first
+    /// error. In-flight requests get `grace` to finish when [`stop`](Self::stop) is called.
+    pub(crate) async fn start<S, B, F>(n: usize, grace: Duration, make: F) -> Result<Self, String>
     where
+        F: Fn(usize) -> Result<S, String> + Send + Sync + 'static,
         S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
             + Clone
             + Send
@@ -66,31 +64,56 @@ impl Workers {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let make = Arc::new(make);
         let (stop, _) = watch::channel(false);
         let mut workers = Vec::with_capacity(n.max(1));
+        let mut ready = Vec::with_capacity(n.max(1));
         for i in 0..n.max(1) {
             let (tx, rx) = mpsc::unbounded_channel();
             let (done_tx, done) = oneshot::channel();
+            let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
             let open = Arc::new(AtomicUsize::new(0));
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .thread_name(format!("llmur-worker-{i}"))
-                .build()?;
-            let run = serve(rx, service(i), Arc::clone(&open), stop.subscribe(), grace);
+                .build()
+                .map_err(|e| format!("cannot start a worker runtime: {e}"))?;
+            let make = Arc::clone(&make);
+            let (open_in, stop_rx) = (Arc::clone(&open), stop.subscribe());
             std::thread::Builder::new()
                 .name(format!("llmur-worker-{i}"))
                 .spawn(move || {
-                    runtime.block_on(run);
+                    let service = match make(i) {
+                        Ok(service) => service,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    runtime.block_on(serve(rx, service, open_in, stop_rx, grace));
                     drop(runtime);
                     let _ = done_tx.send(());
-                })?;
+                })
+                .map_err(|e| format!("cannot start a worker thread: {e}"))?;
             workers.push(Worker {
                 connections: tx,
                 open,
                 done,
             });
+            ready.push(ready_rx);
         }
-        Ok(Self { workers, stop })
+        let workers = Self { workers, stop };
+        for ready in ready {
+            let outcome = ready
+                .await
+                .unwrap_or_else(|_| Err("a worker thread ended at start".to_owned()));
+            if let Err(e) = outcome {
+                workers.stop().await;
+                return Err(e);
+            }
+        }
+        Ok(workers)
     }
 
     /// Hands `stream` to the worker with the fewest open connections.
@@ -221,11 +244,13 @@ mod tests {
     #[tokio::test]
     async fn connections_spread_over_the_workers_and_stay_on_theirs() {
         let service = |_: usize| {
-            tower::service_fn(|_req: Request<Incoming>| async {
+            Ok(tower::service_fn(|_req: Request<Incoming>| async {
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(thread_name()))))
-            })
+            }))
         };
-        let workers = Workers::start(2, Duration::from_secs(5), service).unwrap();
+        let workers = Workers::start(2, Duration::from_secs(5), service)
+            .await
+            .unwrap();
         let (base, stop, task) = listen(workers).await;
         let mut seen = std::collections::BTreeSet::new();
         let mut clients = Vec::new();
@@ -266,7 +291,7 @@ mod tests {
         let flag = Arc::clone(&finished);
         let service = move |_: usize| {
             let flag = Arc::clone(&flag);
-            tower::service_fn(move |_req: Request<Incoming>| {
+            Ok(tower::service_fn(move |_req: Request<Incoming>| {
                 let flag = Arc::clone(&flag);
                 async move {
                     // Like a counter's batched write: started by the request, done later.
@@ -276,9 +301,11 @@ mod tests {
                     });
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                 }
-            })
+            }))
         };
-        let workers = Workers::start(1, Duration::from_secs(5), service).unwrap();
+        let workers = Workers::start(1, Duration::from_secs(5), service)
+            .await
+            .unwrap();
         let (base, stop, task) = listen(workers).await;
         let answer = reqwest::get(&base).await.unwrap().text().await.unwrap();
         assert_eq!(answer, "ok");
