@@ -107,22 +107,28 @@ if #tombstones > 0 and redis.call('EXISTS', unpack(tombstones)) > 0 then
   end
 end
 
--- Every bucket key the batch can touch (per key index and clock), read with one MGET.
-local full_key, touched = {}, {}
-local function make_key(k, now)
-  local key = KEYS[k] .. ':' .. window(kinds[k], now)[3]
-  touched[#touched + 1] = key
-  return key
-end
-local function key_at(k, now)
-  return memo(full_key, k, now, make_key)
-end
+-- Every bucket key the batch can touch, read with one MGET: per clock value (a batch on
+-- the server's clock has one), each key index's full name, made once. The loops below
+-- index these tables directly instead of calling a memo function per ask.
+local keys_at, touched = {}, {}
 for r = 1, count do
   if not cancelled[r] then
     local at = starts[r]
     local now = clock(ARGV[at])
+    local names = keys_at[now]
+    if not names then
+      names = {}
+      keys_at[now] = names
+    end
     local ks = shape_keys[tonumber(ARGV[at + 2])]
-    for i = 1, #ks do key_at(ks[i], now) end
+    for i = 1, #ks do
+      local k = ks[i]
+      if not names[k] then
+        local key = KEYS[k] .. ':' .. window(kinds[k], now)[3]
+        names[k] = key
+        touched[#touched + 1] = key
+      end
+    end
   end
 end
 local value, fresh, ttl, delta, keep = {}, {}, {}, {}, {}
@@ -151,9 +157,10 @@ for r = 1, count do
   else
     local shape = tonumber(ARGV[at + 2])
     local ks, ls = shape_keys[shape], shape_limits[shape]
+    local names = keys_at[now]
     local reply, added, refused = {1, now}, 0, nil
     for i = 1, #ks do
-      local key = key_at(ks[i], now)
+      local key = names[ks[i]]
       local amount = tonumber(ARGV[at + 2 + i])
       local used = value[key]
       if fresh[key] and not ttl[key] then
@@ -173,14 +180,14 @@ for r = 1, count do
     if refused then
       -- Take back what this reservation added before the bucket that refused it.
       for i = 1, added do
-        local key = key_at(ks[i], now)
+        local key = names[ks[i]]
         local amount = tonumber(ARGV[at + 2 + i])
         value[key] = value[key] - amount
         delta[key] = delta[key] - amount
       end
       replies[r] = refused
     else
-      for i = 1, added do keep[key_at(ks[i], now)] = true end
+      for i = 1, added do keep[names[ks[i]]] = true end
       if ticket ~= '' then
         tickets[#tickets + 1] = ticket
         ticket_nows[#tickets] = now
