@@ -52,6 +52,10 @@ pub struct Config {
     /// connection is served start to finish on one of them (default 0: one per CPU core).
     #[serde(default)]
     pub worker_threads: usize,
+    /// Days request logs are kept; older ones are deleted by an hourly sweep (default 0:
+    /// kept forever).
+    #[serde(default)]
+    pub request_log_retention_days: u32,
     /// Where state lives: `sqlite://FILE` (the embedded default, `sqlite://llmur.db`) or
     /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Wins over `database_configuration`.
     #[serde(default)]
@@ -449,7 +453,7 @@ impl Config {
     /// Applies `LLMUR_HOST`, `LLMUR_PORT`, `LLMUR_LOG_LEVEL`, `LLMUR_LOG_FORMAT`,
     /// `LLMUR_APPLICATION_SECRET`, `LLMUR_MASTER_KEYS` (comma-separated),
     /// `LLMUR_MAX_BODY_BYTES`, `LLMUR_CONNECT_TIMEOUT_SECS`, `LLMUR_UPSTREAM_TIMEOUT_SECS`
-    /// `LLMUR_SHUTDOWN_GRACE_SECS`, `LLMUR_WORKER_THREADS`, `LLMUR_DATABASE_URL`, `LLMUR_REDIS_URL`,
+    /// `LLMUR_SHUTDOWN_GRACE_SECS`, `LLMUR_WORKER_THREADS`, `LLMUR_REQUEST_LOG_RETENTION_DAYS`, `LLMUR_DATABASE_URL`, `LLMUR_REDIS_URL`,
     /// `LLMUR_SESSION_TTL_HOURS`, `LLMUR_REFUSE_PRIVATE_ENDPOINTS`,
     /// `LLMUR_CATALOG_REFRESH_MS`, `LLMUR_RATE_LIMITS_ON_REDIS_FAILURE`,
     /// `LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS`, `LLMUR_RATE_LIMITS_REDIS_RETRY_MS` and
@@ -521,6 +525,9 @@ impl Config {
         }
         if let Some(v) = var("LLMUR_WORKER_THREADS") {
             self.worker_threads = parse("LLMUR_WORKER_THREADS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_REQUEST_LOG_RETENTION_DAYS") {
+            self.request_log_retention_days = parse("LLMUR_REQUEST_LOG_RETENTION_DAYS", &v)?;
         }
         if let Some(v) = var("LLMUR_RATE_LIMITS_ON_REDIS_FAILURE") {
             self.rate_limits.on_redis_failure = match v.trim() {

@@ -17,6 +17,7 @@ pub mod db;
 pub mod error;
 pub mod invalidation;
 pub mod log_writer;
+pub mod retention;
 pub mod security;
 pub mod serve;
 pub mod telemetry;

@@ -92,6 +92,7 @@ pub async fn start(
     let addr = SocketAddr::new(config.host, config.port);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let config_workers = config.worker_threads;
+    let retention_days = config.request_log_retention_days;
     let refresh = Duration::from_millis(config.catalog_refresh_ms.max(10));
     let app = App::build(config).await?;
     let listener = TcpListener::bind(addr)
@@ -117,6 +118,10 @@ pub async fn start(
     );
 
     let poller = tokio::spawn(app.sync.clone().run(refresh));
+    let retention = (retention_days > 0).then(|| {
+        let keep = Duration::from_secs(u64::from(retention_days) * 86_400);
+        tokio::spawn(crate::retention::run(app.store.clone(), keep))
+    });
     let listener_task = app
         .invalidation
         .clone()
@@ -145,6 +150,9 @@ pub async fn start(
         })
         .await;
         poller.abort();
+        if let Some(task) = retention {
+            task.abort();
+        }
         if let Some(task) = listener_task {
             task.abort();
         }

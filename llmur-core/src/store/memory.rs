@@ -539,4 +539,12 @@ impl Store for MemoryStore {
     ) -> StoreResult<Vec<RequestLog>> {
         self.with(|s| Ok(s.list_request_logs(key, limit)))
     }
+    async fn delete_request_logs_before(&self, before: Millis) -> StoreResult<u64> {
+        self.with(|s| {
+            let was = s.request_logs.len();
+            s.request_logs
+                .retain(|l| Millis::from_system(l.started_at).0 >= before.0);
+            Ok((was - s.request_logs.len()) as u64)
+        })
+    }
 }

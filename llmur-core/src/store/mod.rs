@@ -308,4 +308,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         key: Option<VirtualKeyId>,
         limit: u32,
     ) -> StoreResult<Vec<RequestLog>>;
+    /// Deletes the request logs that started before `before` (retention); returns how
+    /// many were deleted.
+    async fn delete_request_logs_before(&self, before: Millis) -> StoreResult<u64>;
 }

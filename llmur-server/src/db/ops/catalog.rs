@@ -112,3 +112,18 @@ pub(super) async fn list_request_logs(
     })
     .await
 }
+
+pub(super) async fn delete_request_logs_before(db: &Db, before: Millis) -> StoreResult<u64> {
+    let deleted = db
+        .write(move |conn| {
+            Box::pin(async move {
+                Ok(diesel::delete(
+                    request_logs::table.filter(request_logs::started_at.lt(before.0)),
+                )
+                .execute(conn)
+                .await?)
+            })
+        })
+        .await?;
+    Ok(deleted as u64)
+}

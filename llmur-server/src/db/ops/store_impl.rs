@@ -274,4 +274,7 @@ impl Store for Db {
     ) -> StoreResult<Vec<RequestLog>> {
         catalog::list_request_logs(self, key, limit).await
     }
+    async fn delete_request_logs_before(&self, before: Millis) -> StoreResult<u64> {
+        catalog::delete_request_logs_before(self, before).await
+    }
 }

@@ -92,6 +92,26 @@ pub async fn request_logs(s: &dyn Store) {
     );
     let of_k2 = s.list_request_logs(Some(k2), 10).await.must("k2 again");
     assert_eq!(log_ids(&of_k2), vec![later.id, oldest.id]);
+
+    // Retention: strictly before the cut-off goes, the rest stays.
+    let none = s
+        .delete_request_logs_before(Millis(LOG_T0 as i64))
+        .await
+        .must("delete nothing");
+    assert_eq!(none, 0, "nothing started before the oldest");
+    let one = s
+        .delete_request_logs_before(Millis(LOG_T0 as i64 + 1_000))
+        .await
+        .must("delete the oldest");
+    assert_eq!(one, 1);
+    let listed = s.list_request_logs(None, 10).await.must("after retention");
+    assert_eq!(log_ids(&listed), vec![later.id, newest.id, middle.id]);
+    let rest = s
+        .delete_request_logs_before(Millis(LOG_T0 as i64 + 10_000))
+        .await
+        .must("delete the rest");
+    assert_eq!(rest, 3);
+    assert!(s.list_request_logs(None, 10).await.must("empty").is_empty());
 }
 
 /// Walks a list with `limit` and checks the pages are `expected` (ascending ids) in
