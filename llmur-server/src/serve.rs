@@ -132,10 +132,14 @@ pub async fn start(
         n => n,
     };
     let (proxy, router) = (app.proxy.clone(), app.router.clone());
-    let workers = Workers::start(threads, grace, move |_| {
-        let proxy = proxy
-            .fork()
-            .map_err(|e| format!("cannot build the proxy: {e}"))?;
+    let workers = Workers::start(threads, grace, move |i| {
+        // Worker 0 uses the app's proxy (and its client) as is; the others fork theirs.
+        let proxy = match i {
+            0 => proxy.clone(),
+            _ => proxy
+                .fork()
+                .map_err(|e| format!("cannot build the proxy: {e}"))?,
+        };
         Ok(proxy.layer().layer(router.clone()))
     })
     .await

@@ -11,10 +11,8 @@ use http::{HeaderMap, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 
+use super::BoxError;
 use crate::error::{Error, ErrorKind};
-
-/// Any error a body can produce.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Reads `body` whole. Refuses it (413 `request_too_large`) when `Content-Length` or the
 /// bytes received exceed `limit`; a body that fails mid-way is a 400.
