@@ -162,18 +162,16 @@ async fn windows_come_from_the_server_clock() {
             4,
             "usage by the server's time"
         );
-        let key = c.key(&b, p.window_start);
+        let (hash, field) = c.location(&b, p.window_start);
         assert_eq!(
-            key,
-            format!(
-                "{prefix}:project:{}:tokens:{}:{}",
-                b.id,
-                window.as_str(),
-                p.window_start
+            (hash.as_str(), field.as_str()),
+            (
+                format!("{prefix}:{}:{}", window.as_str(), p.window_start).as_str(),
+                format!("project:{}:tokens", b.id).as_str()
             ),
             "key layout"
         );
-        let stored: Option<u64> = conn.get(&key).await.expect("GET");
+        let stored: Option<u64> = conn.hget(&hash, &field).await.expect("HGET");
         assert_eq!(stored, Some(4));
         // A refusal reports the server's time.
         let before = server_now(&mut conn).await;
@@ -346,9 +344,10 @@ async fn one_round_trip_per_call() {
         .await
         .expect("RESETSTAT");
     // 40 reserves, one after another, over three buckets: `a` fills at 25, so 15 are
-    // refused at the first ask. The script reads every bucket with one MGET and writes
-    // each admitted one once; a key new in its window is created with its TTL in one SET
-    // (`a` and `b` are new, `d` exists since the warm-up); a refusal writes nothing.
+    // refused at the first ask. The three buckets are in three window hashes (minute,
+    // month, week): the script reads each with one HMGET and writes each once with one
+    // HSET when it admits; a hash that may be new gets its TTL with one PEXPIRE (`a`'s and
+    // `b`'s are new, `d`'s exists since the warm-up); a refusal writes nothing.
     let mut reservations = Vec::new();
     for _ in 0..40 {
         let asks = [ask(a, 25, 1), ask(b, 1_000_000, 100), ask(d, 1_000, 1)];
@@ -362,9 +361,9 @@ async fn one_round_trip_per_call() {
     let want: HashMap<String, u64> = [
         ("evalsha", 40),
         ("time", 40),
-        ("mget", 40),
-        ("set", 2),
-        ("incrby", 25 * 3 - 2),
+        ("hmget", 40 * 3),
+        ("pexpire", 2),
+        ("hset", 25 * 3),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -373,7 +372,8 @@ async fn one_round_trip_per_call() {
         calls, want,
         "each reserve is one EVALSHA (the rest runs inside the script), and nothing else"
     );
-    // Settles: one EVALSHA each (two of three parts change); usage: one GET.
+    // Settles: one EVALSHA each (two of three parts change, in two hashes); usage: one
+    // HGET.
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async(&mut conn)
@@ -394,16 +394,16 @@ async fn one_round_trip_per_call() {
     let want: HashMap<String, u64> = [
         ("evalsha", 10),
         ("time", 1),
-        ("mget", 10),
-        ("get", 1),
-        ("incrby", 10 * 2),
+        ("hmget", 10 * 2),
+        ("hget", 1),
+        ("hset", 10 * 2),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     assert_eq!(
         calls, want,
-        "a settle is one EVALSHA, none when nothing changes; usage is one GET"
+        "a settle is one EVALSHA, none when nothing changes; usage is one HGET"
     );
     drop(c);
     scratch.stop().await;
@@ -512,7 +512,7 @@ async fn keys_expire_after_their_window_and_grace() {
     let b = bucket(Level::Deployment, Metric::Tokens, Window::Hour);
     let before = server_now(&mut conn).await;
     let r = admitted(c.reserve(&[ask(b, 1_000, 10)], 0).await.expect("reserve"));
-    let key = c.key(&b, only(&r).window_start);
+    let (key, _) = c.location(&b, only(&r).window_start);
     let ttl: i64 = conn.pttl(&key).await.expect("PTTL");
     let grace = 600_000;
     let most = only(&r).resets_at + grace - before;
@@ -538,7 +538,7 @@ async fn keys_expire_after_their_window_and_grace() {
     let now = Window::Minute.end(local_now()) - 150;
     let m = bucket(Level::VirtualKey, Metric::Requests, Window::Minute);
     let r = admitted(short.reserve(&[ask(m, 5, 2)], now).await.expect("reserve"));
-    let key = short.key(&m, only(&r).window_start);
+    let (key, _) = short.location(&m, only(&r).window_start);
     let ttl: i64 = conn.pttl(&key).await.expect("PTTL");
     assert!(
         ttl > 0 && ttl <= 150,

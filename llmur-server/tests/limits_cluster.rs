@@ -235,37 +235,44 @@ fn check_refusals(refused: &[&Outcome], metric: &str) -> String {
         assert_eq!(error["llmur"]["id"], id.as_str(), "{}", r.body);
         assert!(r.retry_after.is_some(), "429 without Retry-After");
     }
+    // The day's window hash and the key's field in it (see `RedisCounter::location`),
+    // as "{hash} {field}".
     format!(
-        "llmur:rl:virtual_key:{id}:{metric}:day:{}",
+        "llmur:rl:day:{} virtual_key:{id}:{metric}",
         resets_at - DAY_MS
     )
 }
 
-async fn redis_get(key: &str) -> Option<i64> {
+/// A bucket's count at its location, "{hash} {field}".
+async fn redis_get(location: &str) -> Option<i64> {
+    let (hash, field) = location.split_once(' ').expect("hash and field");
     let client = redis::Client::open(redis_url()).expect("Redis URL");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("Redis reachable");
-    redis::cmd("GET")
-        .arg(key)
+    redis::cmd("HGET")
+        .arg(hash)
+        .arg(field)
         .query_async(&mut conn)
         .await
-        .expect("GET")
+        .expect("HGET")
 }
 
 /// Removes a bucket this run made (it would expire by itself a day later).
-async fn redis_del(key: &str) {
+async fn redis_del(location: &str) {
+    let (hash, field) = location.split_once(' ').expect("hash and field");
     let client = redis::Client::open(redis_url()).expect("Redis URL");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("Redis reachable");
-    let _: i64 = redis::cmd("DEL")
-        .arg(key)
+    let _: i64 = redis::cmd("HDEL")
+        .arg(hash)
+        .arg(field)
         .query_async(&mut conn)
         .await
-        .expect("DEL");
+        .expect("HDEL");
 }
 
 fn per_instance(outcomes: &[&Outcome]) -> [usize; 3] {

@@ -111,17 +111,21 @@ impl PrivateRedis {
         }
     }
 
-    async fn get(&self, key: &str) -> Option<i64> {
+    /// A bucket's count at its location, "{hash} {field}" (see
+    /// `RedisCounter::location`).
+    async fn get(&self, location: &str) -> Option<i64> {
+        let (hash, field) = location.split_once(' ').expect("hash and field");
         let client = redis::Client::open(self.url()).expect("Redis URL");
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
             .expect("private Redis reachable");
-        redis::cmd("GET")
-            .arg(key)
+        redis::cmd("HGET")
+            .arg(hash)
+            .arg(field)
             .query_async(&mut conn)
             .await
-            .expect("GET")
+            .expect("HGET")
     }
 }
 
@@ -446,9 +450,9 @@ async fn fail_open_keeps_serving_through_a_hung_and_a_dead_redis_and_recovers() 
     let refused: Vec<_> = burst.0.iter().filter(|o| o.0 != 200).collect();
     let first = &refused.first().expect("refusals").2["error"]["llmur"];
     let key = format!(
-        "llmur:rl:virtual_key:{}:requests:day:{}",
+        "llmur:rl:day:{} virtual_key:{}:requests",
+        first["resets_at_ms"].as_i64().expect("resets_at_ms") - DAY_MS,
         first["id"].as_str().expect("id"),
-        first["resets_at_ms"].as_i64().expect("resets_at_ms") - DAY_MS
     );
     for (status, _, body) in &refused {
         assert_eq!(*status, 429, "{body}");
@@ -626,9 +630,9 @@ virtual_keys:
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let key = format!(
-        "llmur:rl:virtual_key:{}:tokens:day:{}",
+        "llmur:rl:day:{} virtual_key:{}:tokens",
+        llmur_core::window::Window::Day.start(now_ms),
         logs[0].virtual_key_id.0,
-        llmur_core::window::Window::Day.start(now_ms)
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     while redis.get(&key).await != Some(5) {

@@ -1,17 +1,23 @@
 -- Admit each of a batch of reservations, every ask of one or none of them, atomically,
 -- in order (llmur RedisCounter::reserve). Prepended by windows.lua.
 --
--- KEYS[k]   a bucket key without its window start:
---           {prefix}:{level}:{id}:{metric}:{window kind}
+-- Layout: one hash per window, {prefix}:{window kind}:{window start}, with a field per
+-- bucket, {level}:{id}:{metric}, holding the bucket's usage in that window.
+--
 -- ARGV[1]   grace in ms kept after a window's end (so late settles still find it)
--- ARGV[2]   R, the number of reservations
--- ARGV[3]   S, the number of shapes; then per shape (the buckets and limits a
---           reservation asks on, shared by reservations that ask on the same ones):
---             N, its number of asks; then per ask: key index k, limit
+-- ARGV[2]   the key prefix
+-- ARGV[3]   F, the number of distinct bucket fields; ARGV[4 .. 3 + F] the fields
+-- then      R, the number of reservations; S, the number of shapes; then per shape (the
+--           buckets and limits a reservation asks on, shared by reservations that ask
+--           on the same ones) one string of little-endian doubles: per ask its field
+--           index, window kind (1 minute, 2 hour, 3 day, 4 week, 5 month) and limit
 -- then per reservation:
---             its clock in Unix ms, or '' for the server's TIME;
---             its ticket key ('' for none): {prefix}:ticket:{uuid};
---             its shape's index; then the amount of each of the shape's asks
+--           its clock in Unix ms, or '' for the server's TIME;
+--           its ticket key ('' for none): {prefix}:ticket:{uuid};
+--           its shape's index;
+--           one string of little-endian doubles: the amount of each of the shape's asks
+--
+-- Doubles carry every integer below 2^53 exactly; the caller sends nothing larger.
 --
 -- Reply: one array per reservation, exactly what reserving them one by one would give:
 --   admitted:  {1, now, used_1, ..., used_n} (each bucket's count after the add; the
@@ -22,13 +28,21 @@
 -- An admitted reservation with a ticket records its `now` under the ticket key (60 s), so
 -- cancel.lua can take its amounts back out of the same windows.
 --
--- All bucket keys are read with one MGET and each is written once (the sum of what the
--- batch admitted), so a batch of many requests on the same buckets costs about what one
--- does.
+-- Each window hash is read with one HMGET and written with one HSET (the final counts of
+-- the fields the batch admitted something on), so a batch of many requests on the same
+-- buckets costs about what one does, and one request costs a handful of commands however
+-- many buckets it asks on. A hash that none of the read fields existed in may be new: it
+-- gets its TTL (window end + grace) in the same script, so no hash ever lives without one.
 
 local grace = tonumber(ARGV[1])
-local count = tonumber(ARGV[2])
+local prefix = ARGV[2]
+local nfields = tonumber(ARGV[3])
+local pos = 4 + nfields
+local count = tonumber(ARGV[pos])
+local nshapes = tonumber(ARGV[pos + 1])
+pos = pos + 2
 local TICKET_MS = 60000
+local KINDS = {'minute', 'hour', 'day', 'week', 'month'}
 
 local server_now
 local function clock(arg)
@@ -40,65 +54,34 @@ local function clock(arg)
   return server_now
 end
 
--- t[a][b], made by make(a, b) the first time it is asked for.
-local function memo(t, a, b, make)
-  local row = t[a]
-  if not row then
-    row = {}
-    t[a] = row
+-- The shapes: per shape, its asks' field indexes, window kinds and limits.
+local shape_fields, shape_kinds, shape_limits = {}, {}, {}
+for s = 1, nshapes do
+  local packed = ARGV[pos]
+  local v = {struct.unpack(string.rep('<d', #packed / 8), packed)}
+  local fs, ks, ls = {}, {}, {}
+  for i = 1, #packed / 24 do
+    fs[i], ks[i], ls[i] = v[3 * i - 2], v[3 * i - 1], v[3 * i]
   end
-  local v = row[b]
-  if v == nil then
-    v = make(a, b)
-    row[b] = v
-  end
-  return v
+  shape_fields[s], shape_kinds[s], shape_limits[s] = fs, ks, ls
+  pos = pos + 1
 end
 
--- {start, end, start as a string} per window kind and clock.
-local windows = {}
-local function make_window(kind, now)
-  local s, e = bounds(kind, now)
-  return {s, e, int(s)}
-end
-local function window(kind, now)
-  return memo(windows, kind, now, make_window)
-end
-
--- The window kind of each key (its last component), told by its last letter.
-local KIND_BY_LAST = {
-  [string.byte('e')] = 'minute', [string.byte('r')] = 'hour', [string.byte('y')] = 'day',
-  [string.byte('k')] = 'week', [string.byte('h')] = 'month',
-}
-local kinds = {}
-for k = 1, #KEYS do
-  kinds[k] = KIND_BY_LAST[string.byte(KEYS[k], -1)]
-end
-
--- The shapes: per shape, its asks' key indexes and limits.
-local shape_keys, shape_limits = {}, {}
-local pos = 4
-for s = 1, tonumber(ARGV[3]) do
-  local n = tonumber(ARGV[pos])
-  local ks, ls = {}, {}
-  for i = 1, n do
-    ks[i] = tonumber(ARGV[pos + 2 * i - 1])
-    ls[i] = tonumber(ARGV[pos + 2 * i])
-  end
-  shape_keys[s], shape_limits[s] = ks, ls
-  pos = pos + 1 + 2 * n
-end
-
--- Where each reservation's arguments start, and which tickets were cancelled (one EXISTS
--- for the whole batch in the common case of none).
-local starts, tombstones, ticketed = {}, {}, {}
+-- Per reservation: its clock, ticket, shape and amounts; which tickets were cancelled
+-- (one EXISTS for the whole batch in the common case of none).
+local nows, tickets, shapes, amounts = {}, {}, {}, {}
+local tombstones, ticketed = {}, {}
 for r = 1, count do
-  starts[r] = pos
-  if ARGV[pos + 1] ~= '' then
+  nows[r] = clock(ARGV[pos])
+  tickets[r] = ARGV[pos + 1]
+  shapes[r] = tonumber(ARGV[pos + 2])
+  local packed = ARGV[pos + 3]
+  amounts[r] = {struct.unpack(string.rep('<d', #packed / 8), packed)}
+  if tickets[r] ~= '' then
     ticketed[#ticketed + 1] = r
-    tombstones[#tombstones + 1] = ARGV[pos + 1] .. ':x'
+    tombstones[#tombstones + 1] = tickets[r] .. ':x'
   end
-  pos = pos + 3 + #shape_keys[tonumber(ARGV[pos + 2])]
+  pos = pos + 4
 end
 local cancelled = {}
 if #tombstones > 0 and redis.call('EXISTS', unpack(tombstones)) > 0 then
@@ -107,112 +90,143 @@ if #tombstones > 0 and redis.call('EXISTS', unpack(tombstones)) > 0 then
   end
 end
 
--- Every bucket key the batch can touch, read with one MGET: per clock value (a batch on
--- the server's clock has one), each key index's full name, made once. The loops below
--- index these tables directly instead of calling a memo function per ask.
-local keys_at, touched = {}, {}
+-- The windows the batch touches: one hash per window key, with the fields asked on in
+-- it. Each (hash, field) is a slot: its count is read once into `value` and updated as
+-- reservations are admitted.
+local hashes = {}      -- per hash: {key, window end, fields, clock it was first met at}
+local hash_at = {}     -- hash_at[kind][now]: the hash index (memo)
+local hash_by_key = {} -- two clocks in one window share its hash
+local slot = {}        -- slot[h][field index]: the slot index
+local slot_hash, slot_field = {}, {}
+local function hash_for(kind, now)
+  local by_now = hash_at[kind]
+  if not by_now then
+    by_now = {}
+    hash_at[kind] = by_now
+  end
+  local h = by_now[now]
+  if h then return h end
+  local s, e = bounds(KINDS[kind], now)
+  local key = prefix .. ':' .. KINDS[kind] .. ':' .. int(s)
+  h = hash_by_key[key]
+  if not h then
+    h = #hashes + 1
+    hashes[h] = {key, e, {}, now}
+    hash_by_key[key] = h
+    slot[h] = {}
+  end
+  by_now[now] = h
+  return h
+end
+local function slot_for(kind, now, field)
+  local h = hash_for(kind, now)
+  local i = slot[h][field]
+  if not i then
+    local fields = hashes[h][3]
+    fields[#fields + 1] = ARGV[3 + field]
+    i = #slot_hash + 1
+    slot_hash[i], slot_field[i] = h, #fields
+    slot[h][field] = i
+  end
+  return i
+end
+
+-- Every slot each live reservation asks on, in ask order.
+local slots = {}
 for r = 1, count do
   if not cancelled[r] then
-    local at = starts[r]
-    local now = clock(ARGV[at])
-    local names = keys_at[now]
-    if not names then
-      names = {}
-      keys_at[now] = names
-    end
-    local ks = shape_keys[tonumber(ARGV[at + 2])]
-    for i = 1, #ks do
-      local k = ks[i]
-      if not names[k] then
-        local key = KEYS[k] .. ':' .. window(kinds[k], now)[3]
-        names[k] = key
-        touched[#touched + 1] = key
-      end
-    end
-  end
-end
-local value, fresh, ttl, delta, keep = {}, {}, {}, {}, {}
-if #touched > 0 then
-  local stored = redis.call('MGET', unpack(touched))
-  for j = 1, #touched do
-    local key = touched[j]
-    if stored[j] then
-      value[key] = tonumber(stored[j])
-    else
-      value[key] = 0
-      fresh[key] = true
-    end
-    delta[key] = 0
+    local s = shapes[r]
+    local fs, ks = shape_fields[s], shape_kinds[s]
+    local mine = {}
+    for i = 1, #fs do mine[i] = slot_for(ks[i], nows[r], fs[i]) end
+    slots[r] = mine
   end
 end
 
-local tickets, ticket_nows = {}, {}
+-- One HMGET per hash. A hash none of whose read fields exists may be new.
+local stored, fresh = {}, {}
+for h = 1, #hashes do
+  local got = redis.call('HMGET', hashes[h][1], unpack(hashes[h][3]))
+  local any = false
+  for j = 1, #got do
+    if got[j] then
+      any = true
+      break
+    end
+  end
+  stored[h], fresh[h] = got, not any
+end
+local value, keep = {}, {}
+for i = 1, #slot_hash do
+  local v = stored[slot_hash[i]][slot_field[i]]
+  value[i] = v and tonumber(v) or 0
+end
+
 local replies = {}
+local recorded, recorded_nows = {}, {}
 for r = 1, count do
-  local at = starts[r]
-  local now = clock(ARGV[at])
-  local ticket = ARGV[at + 1]
+  local now = nows[r]
   if cancelled[r] then
     replies[r] = {2, now}
   else
-    local shape = tonumber(ARGV[at + 2])
-    local ks, ls = shape_keys[shape], shape_limits[shape]
-    local names = keys_at[now]
-    local reply, added, refused = {1, now}, 0, nil
-    for i = 1, #ks do
-      local key = names[ks[i]]
-      local amount = tonumber(ARGV[at + 2 + i])
-      local used = value[key]
-      if fresh[key] and not ttl[key] then
-        -- Relative to `now`, so a caller's (fake) clock gets the same lifetime as the
-        -- server's.
-        ttl[key] = window(kinds[ks[i]], now)[2] - now + grace
-      end
-      if used + amount > ls[i] then
-        refused = {0, now, i, used, window(kinds[ks[i]], now)[2]}
+    local s = shapes[r]
+    local ks, ls, amt, mine = shape_kinds[s], shape_limits[s], amounts[r], slots[r]
+    local refused
+    for i = 1, #mine do
+      local used = value[mine[i]]
+      if used + amt[i] > ls[i] then
+        refused = {0, now, i, used, hashes[slot_hash[mine[i]]][2]}
         break
       end
-      value[key] = used + amount
-      delta[key] = delta[key] + amount
-      added = i
-      reply[i + 2] = used + amount
     end
     if refused then
-      -- Take back what this reservation added before the bucket that refused it.
-      for i = 1, added do
-        local key = names[ks[i]]
-        local amount = tonumber(ARGV[at + 2 + i])
-        value[key] = value[key] - amount
-        delta[key] = delta[key] - amount
-      end
       replies[r] = refused
     else
-      for i = 1, added do keep[names[ks[i]]] = true end
-      if ticket ~= '' then
-        tickets[#tickets + 1] = ticket
-        ticket_nows[#tickets] = now
+      local reply = {1, now}
+      for i = 1, #mine do
+        local j = mine[i]
+        local used = value[j] + amt[i]
+        value[j] = used
+        keep[j] = true
+        reply[i + 2] = used
+      end
+      if tickets[r] ~= '' then
+        recorded[#recorded + 1] = tickets[r]
+        recorded_nows[#recorded] = now
       end
       replies[r] = reply
     end
   end
 end
 
--- One write per bucket key the batch admitted something on. A key created here gets its
--- TTL in the same command; a refused reservation creates nothing.
-for j = 1, #touched do
-  local key = touched[j]
-  if keep[key] then
-    -- Numbers go to redis.call as they are: Redis prints them with 17 significant
-    -- digits, exact for every integer below 2^53, and no Lua string is made (less
-    -- garbage for the collector, which under load costs more than the strings).
-    if fresh[key] then
-      redis.call('SET', key, value[key], 'PX', ttl[key])
-    elseif delta[key] ~= 0 then
-      redis.call('INCRBY', key, delta[key])
+-- One HSET per hash the batch admitted something on: the fields' final counts (numbers
+-- go to redis.call as they are: Redis prints them with 17 significant digits, exact for
+-- every integer below 2^53). A hash that may be new gets its TTL, relative to `now` so a
+-- caller's (fake) clock gets the same lifetime as the server's.
+local writes = {}
+for i = 1, #slot_hash do
+  if keep[i] then
+    local h = slot_hash[i]
+    local w = writes[h]
+    if not w then
+      w = {}
+      writes[h] = w
+    end
+    w[#w + 1] = hashes[h][3][slot_field[i]]
+    w[#w + 1] = value[i]
+  end
+end
+for h = 1, #hashes do
+  local w = writes[h]
+  if w then
+    local key = hashes[h][1]
+    redis.call('HSET', key, unpack(w))
+    if fresh[h] then
+      redis.call('PEXPIRE', key, hashes[h][2] - hashes[h][4] + grace)
     end
   end
 end
-for j = 1, #tickets do
-  redis.call('SET', tickets[j], ticket_nows[j], 'PX', TICKET_MS)
+for j = 1, #recorded do
+  redis.call('SET', recorded[j], recorded_nows[j], 'PX', TICKET_MS)
 end
 return replies

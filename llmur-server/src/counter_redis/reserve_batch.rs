@@ -3,8 +3,8 @@
 //! Owns: [`ReserveBatch`]. When no call is in flight a reserve is sent at once from its
 //! caller's own task (no timer, no hop through another task). While one is in flight, new
 //! reserves queue; when it ends, a task sends the queue as one `reserve.lua` call per up
-//! to 128 reserves until it is empty. Under load, then, one script run reads each bucket
-//! key once (one `MGET`) and writes it once for many requests. A batch decides exactly
+//! to 128 reserves until it is empty. Under load, then, one script run reads each window
+//! hash once (one `HMGET`) and writes it once (one `HSET`) for many requests. A batch decides exactly
 //! what the same reserves sent one by one in queue order would. A queued reserve whose
 //! caller stopped waiting is dropped unsent; one that was already sent is taken back by
 //! its ticket (see `cancel.lua`).
@@ -17,7 +17,7 @@ use llmur_core::counter::{Ask, Bucket, CounterError};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
-use super::keys::Keys;
+use super::keys::{Keys, kind_code};
 use super::{MAX_EXACT, Redis};
 
 /// Most reservations in one script call.
@@ -208,28 +208,38 @@ impl Inner {
         self.sender.call(invocation, jobs.len()).await
     }
 
-    /// The script call's keys and arguments (see `reserve.lua`).
+    /// The script call's arguments (see `reserve.lua`).
     fn invocation(&self, jobs: &[Job]) -> ScriptInvocation<'_> {
-        let mut cache = self.sender.keys.lock();
-        let mut invocation = self.sender.script.prepare_invoke();
-        // Key indexes (1-based) per bucket, the distinct shapes (key index and limit per
-        // ask; a batch has few, usually one) and each job's shape index (1-based).
-        let mut keys: FxHashMap<Bucket, usize> = FxHashMap::default();
-        let mut shapes: Vec<Vec<(usize, u64)>> = Vec::new();
+        let sender = &self.sender;
+        let mut cache = sender.keys.lock();
+        let mut invocation = sender.script.prepare_invoke();
+        invocation.arg(sender.grace_ms).arg(sender.keys.prefix());
+        // Field indexes (1-based) per distinct bucket field, the distinct shapes (per ask:
+        // field index, window kind, limit; a batch has few, usually one) and each job's
+        // shape index (1-based).
+        let mut fields: FxHashMap<&Bucket, usize> = FxHashMap::default();
+        let mut names: Vec<String> = Vec::new();
+        let mut by_name: FxHashMap<String, usize> = FxHashMap::default();
+        let mut shapes: Vec<Vec<u8>> = Vec::new();
         let mut job_shapes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let shape: Vec<(usize, u64)> = job
-                .asks
-                .iter()
-                .map(|ask| {
-                    let next = keys.len() + 1;
-                    let index = *keys.entry(ask.bucket).or_insert_with(|| {
-                        invocation.key(cache.base(&ask.bucket));
-                        next
-                    });
-                    (index, ask.limit.min(MAX_EXACT))
-                })
-                .collect();
+            let mut shape = Vec::with_capacity(job.asks.len() * 24);
+            for ask in &job.asks {
+                let index = *fields.entry(&ask.bucket).or_insert_with(|| {
+                    let name = cache.field(&ask.bucket);
+                    match by_name.get(name) {
+                        Some(&i) => i,
+                        None => {
+                            names.push(name.to_owned());
+                            by_name.insert(name.to_owned(), names.len());
+                            names.len()
+                        }
+                    }
+                });
+                push_f64(&mut shape, index as f64);
+                push_f64(&mut shape, kind_code(ask.bucket.window));
+                push_f64(&mut shape, ask.limit.min(MAX_EXACT) as f64);
+            }
             let index = match shapes.iter().position(|s| *s == shape) {
                 Some(i) => i,
                 None => {
@@ -239,16 +249,15 @@ impl Inner {
             };
             job_shapes.push(index + 1);
         }
-        invocation
-            .arg(self.sender.grace_ms)
-            .arg(jobs.len())
-            .arg(shapes.len());
-        for shape in &shapes {
-            invocation.arg(shape.len());
-            for &(key, limit) in shape.iter() {
-                invocation.arg(key).arg(limit);
-            }
+        invocation.arg(names.len());
+        for name in &names {
+            invocation.arg(name.as_str());
         }
+        invocation.arg(jobs.len()).arg(shapes.len());
+        for shape in &shapes {
+            invocation.arg(shape.as_slice());
+        }
+        let mut amounts = Vec::new();
         for (job, shape) in jobs.iter().zip(&job_shapes) {
             match job.now_ms {
                 Some(now) => invocation.arg(now),
@@ -257,12 +266,21 @@ impl Inner {
             invocation
                 .arg(job.ticket.as_deref().unwrap_or(""))
                 .arg(*shape);
+            amounts.clear();
             for ask in &job.asks {
-                invocation.arg(ask.amount);
+                push_f64(&mut amounts, ask.amount as f64);
             }
+            invocation.arg(amounts.as_slice());
         }
         invocation
     }
+}
+
+/// Appends `x` as a little-endian double (what the script's `struct.unpack('<d')` reads).
+/// Every index, amount and limit sent is at most 2^53 - 1, so the conversions to it are
+/// exact.
+fn push_f64(out: &mut Vec<u8>, x: f64) {
+    out.extend_from_slice(&x.to_le_bytes());
 }
 
 impl Sender {

@@ -1,9 +1,9 @@
 //! Settles gathered over a few milliseconds and sent as one script call.
 //!
 //! Owns: [`SettleBatch`]. Under load many requests settle the same buckets (the same key,
-//! project, deployment and connection); their corrections are summed per Redis key and
-//! written together, so Redis does one call per busy key per batch instead of one per
-//! request. Each `settle` still returns only once its own correction is written (or has
+//! project, deployment and connection); their corrections are summed per bucket window and
+//! written together, so Redis does one read and one write per window hash per batch
+//! instead of one per request. Each `settle` still returns only once its own correction is written (or has
 //! failed), so callers see the same contract as an unbatched settle. The write runs in a
 //! task of its own: a caller that gives up waiting (a timeout) cannot strand the batch.
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bb8_redis::redis::Script;
 use llmur_core::counter::{Bucket, CounterError};
+use llmur_core::window::Window;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
@@ -103,17 +104,32 @@ impl SettleBatch {
     }
 
     async fn write(&self, parts: &FxHashMap<WindowKey, (u64, u64)>) -> Result<(), CounterError> {
+        // Grouped by window hash: one HMGET and at most one HSET per hash.
+        let mut hashes: FxHashMap<(Window, i64), Vec<(&Bucket, u64, u64)>> = FxHashMap::default();
+        for ((bucket, start), &(reserved, actual)) in parts {
+            if reserved != actual {
+                hashes
+                    .entry((bucket.window, *start))
+                    .or_default()
+                    .push((bucket, reserved, actual));
+            }
+        }
+        if hashes.is_empty() {
+            return Ok(());
+        }
         let mut invocation = self.script.prepare_invoke();
         {
-            let mut keys = self.keys.lock();
-            for ((bucket, start), (reserved, actual)) in parts {
-                if reserved == actual {
-                    continue;
-                }
+            let mut fields = self.keys.lock();
+            for ((window, start), parts) in &hashes {
                 invocation
-                    .key(keys.key(bucket, *start))
-                    .arg(*reserved)
-                    .arg(*actual);
+                    .key(self.keys.hash(*window, *start))
+                    .arg(parts.len());
+                for (bucket, reserved, actual) in parts {
+                    invocation
+                        .arg(fields.field(bucket))
+                        .arg(*reserved)
+                        .arg(*actual);
+                }
             }
         }
         let mut conn = self.redis.conn().await?;
