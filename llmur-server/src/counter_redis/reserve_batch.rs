@@ -4,10 +4,10 @@
 //! caller's own task (no timer, no hop through another task). While one is in flight, new
 //! reserves queue; when it ends, a task sends the queue as one `reserve.lua` call per up
 //! to 128 reserves until it is empty. Under load, then, one script run reads each window
-//! hash once (one `HMGET`) and writes it once (one `HSET`) for many requests. A batch decides exactly
-//! what the same reserves sent one by one in queue order would. A queued reserve whose
-//! caller stopped waiting is dropped unsent; one that was already sent is taken back by
-//! its ticket (see `cancel.lua`).
+//! hash once (one `HMGET`) and writes it once (one `HSET`) for many requests. A batch
+//! decides exactly what the same reserves sent one by one in queue order would. A queued
+//! reserve whose caller stopped waiting is dropped unsent; one that was already sent is
+//! taken back by its ticket (see `cancel.lua`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

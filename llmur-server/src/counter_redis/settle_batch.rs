@@ -3,9 +3,10 @@
 //! Owns: [`SettleBatch`]. Under load many requests settle the same buckets (the same key,
 //! project, deployment and connection); their corrections are summed per bucket window and
 //! written together, so Redis does one read and one write per window hash per batch
-//! instead of one per request. Each `settle` still returns only once its own correction is written (or has
-//! failed), so callers see the same contract as an unbatched settle. The write runs in a
-//! task of its own: a caller that gives up waiting (a timeout) cannot strand the batch.
+//! instead of one per request. Each `settle` still returns only once its own correction is
+//! written (or has failed), so callers see the same contract as an unbatched settle. The
+//! write runs in a task of its own: a caller that gives up waiting (a timeout) cannot
+//! strand the batch.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -23,6 +24,9 @@ use super::keys::Keys;
 pub(super) type WindowKey = (Bucket, i64);
 
 type Waiter = oneshot::Sender<Result<(), CounterError>>;
+
+/// One bucket's summed correction: its bucket, reserved and actual amounts.
+type Correction<'a> = (&'a Bucket, u64, u64);
 
 #[derive(Default)]
 struct Pending {
@@ -105,7 +109,7 @@ impl SettleBatch {
 
     async fn write(&self, parts: &FxHashMap<WindowKey, (u64, u64)>) -> Result<(), CounterError> {
         // Grouped by window hash: one HMGET and at most one HSET per hash.
-        let mut hashes: FxHashMap<(Window, i64), Vec<(&Bucket, u64, u64)>> = FxHashMap::default();
+        let mut hashes: FxHashMap<(Window, i64), Vec<Correction<'_>>> = FxHashMap::default();
         for ((bucket, start), &(reserved, actual)) in parts {
             if reserved != actual {
                 hashes
