@@ -720,3 +720,34 @@ async fn concurrent_reserves_share_script_calls_and_stay_exact() {
     drop(c);
     scratch.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_reserves_on_different_clocks_in_one_window_share_its_hash() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let c = Arc::new(counter(&url, &prefix).with_caller_clock());
+    let b = bucket(Level::Connection, Metric::Tokens, Window::Hour);
+    // 200 reserves at once, on 200 different clocks inside one hour: batched together,
+    // they read and write the same window hash, so exactly 60 fit.
+    let start = Window::Hour.start(local_now());
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move { c.reserve(&[ask(b, 300, 5)], start + i * 1_000).await })
+        })
+        .collect();
+    let mut used = Vec::new();
+    for task in tasks {
+        if let Decision::Admitted(r) = task.await.expect("task").expect("reserve") {
+            assert_eq!(only(&r).window_start, start);
+            used.push(only(&r).used);
+        }
+    }
+    used.sort_unstable();
+    assert_eq!(used, (1..=60).map(|n| n * 5).collect::<Vec<_>>());
+    let (hash, field) = c.location(&b, start);
+    let stored: Option<u64> = conn.hget(&hash, &field).await.expect("HGET");
+    assert_eq!(stored, Some(300));
+    cleanup(&mut conn, &prefix).await;
+}
