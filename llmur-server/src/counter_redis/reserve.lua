@@ -170,7 +170,7 @@ for r = 1, count do
     replies[r] = {2, now}
   else
     local s = shapes[r]
-    local ks, ls, amt, mine = shape_kinds[s], shape_limits[s], amounts[r], slots[r]
+    local ls, amt, mine = shape_limits[s], amounts[r], slots[r]
     local refused
     for i = 1, #mine do
       local used = value[mine[i]]

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8_redis::redis::{Script, ScriptInvocation};
-use llmur_core::counter::{Ask, Bucket, CounterError};
+use llmur_core::counter::{Ask, Bucket, CounterError, Level, Metric};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use super::keys::{Keys, kind_code};
 use super::{MAX_EXACT, Redis};
@@ -214,30 +215,25 @@ impl Inner {
         let mut cache = sender.keys.lock();
         let mut invocation = sender.script.prepare_invoke();
         invocation.arg(sender.grace_ms).arg(sender.keys.prefix());
-        // Field indexes (1-based) per distinct bucket field, the distinct shapes (per ask:
-        // field index, window kind, limit; a batch has few, usually one) and each job's
-        // shape index (1-based).
-        let mut fields: FxHashMap<&Bucket, usize> = FxHashMap::default();
-        let mut names: Vec<String> = Vec::new();
-        let mut by_name: FxHashMap<String, usize> = FxHashMap::default();
+        // Field indexes (1-based) per distinct field (buckets that differ only in their
+        // window kind share one), the distinct shapes (per ask: field index, window kind,
+        // limit; a batch has few, usually one) and each job's shape index (1-based).
+        let mut fields: FxHashMap<(Level, Uuid, Metric), usize> = FxHashMap::default();
+        let mut distinct: Vec<&Bucket> = Vec::new();
         let mut shapes: Vec<Vec<u8>> = Vec::new();
         let mut job_shapes = Vec::with_capacity(jobs.len());
         for job in jobs {
             let mut shape = Vec::with_capacity(job.asks.len() * 24);
             for ask in &job.asks {
-                let index = *fields.entry(&ask.bucket).or_insert_with(|| {
-                    let name = cache.field(&ask.bucket);
-                    match by_name.get(name) {
-                        Some(&i) => i,
-                        None => {
-                            names.push(name.to_owned());
-                            by_name.insert(name.to_owned(), names.len());
-                            names.len()
-                        }
-                    }
-                });
+                let bucket = &ask.bucket;
+                let index = *fields
+                    .entry((bucket.level, bucket.id, bucket.metric))
+                    .or_insert_with(|| {
+                        distinct.push(bucket);
+                        distinct.len()
+                    });
                 push_f64(&mut shape, index as f64);
-                push_f64(&mut shape, kind_code(ask.bucket.window));
+                push_f64(&mut shape, kind_code(bucket.window));
                 push_f64(&mut shape, ask.limit.min(MAX_EXACT) as f64);
             }
             let index = match shapes.iter().position(|s| *s == shape) {
@@ -249,9 +245,9 @@ impl Inner {
             };
             job_shapes.push(index + 1);
         }
-        invocation.arg(names.len());
-        for name in &names {
-            invocation.arg(name.as_str());
+        invocation.arg(distinct.len());
+        for bucket in distinct {
+            invocation.arg(cache.field(bucket));
         }
         invocation.arg(jobs.len()).arg(shapes.len());
         for shape in &shapes {
