@@ -555,6 +555,40 @@ async fn keys_expire_after_their_window_and_grace() {
     cleanup(&mut conn, &prefix).await;
 }
 
+/// A window's hash holds a field per bucket in use: hundreds in a busy tenancy. Kept as a
+/// listpack (Redis's default below 128 or 512 small fields), every field lookup would scan
+/// it; the reserve script creates every hash as a hash table.
+#[tokio::test]
+async fn window_hashes_are_hash_tables_from_the_start() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let c = counter(&url, &prefix);
+    let minute = bucket(Level::Project, Metric::Requests, Window::Minute);
+    let day = Bucket {
+        window: Window::Day,
+        ..minute
+    };
+    let r = admitted(
+        c.reserve(&[ask(minute, 10, 1), ask(day, 10, 1)], 0)
+            .await
+            .expect("reserve"),
+    );
+    for part in &r.parts {
+        let (key, field) = c.location(&part.bucket, part.window_start);
+        let encoding: String = redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("OBJECT ENCODING");
+        assert_eq!(encoding, "hashtable", "{key}");
+        let used: i64 = conn.hget(&key, &field).await.expect("HGET");
+        assert_eq!(used, 1, "{key} {field}");
+    }
+    cleanup(&mut conn, &prefix).await;
+}
+
 #[tokio::test]
 async fn huge_amounts_and_limits() {
     let url = redis_url();

@@ -77,14 +77,3 @@ pub(super) fn format_field(bucket: &Bucket) -> String {
         bucket.metric.as_str()
     )
 }
-
-/// The window kind's number in the reserve script (1 minute … 5 month).
-pub(super) fn kind_code(window: Window) -> f64 {
-    match window {
-        Window::Minute => 1.0,
-        Window::Hour => 2.0,
-        Window::Day => 3.0,
-        Window::Week => 4.0,
-        Window::Month => 5.0,
-    }
-}

@@ -6,16 +6,14 @@
 --
 -- ARGV[1]   grace in ms kept after a window's end (so late settles still find it)
 -- ARGV[2]   the key prefix
--- ARGV[3]   F, the number of distinct bucket fields; ARGV[4 .. 3 + F] the fields
--- then      R, the number of reservations; S, the number of shapes; then per shape (the
---           buckets and limits a reservation asks on, shared by reservations that ask
---           on the same ones) one string of little-endian doubles: per ask its field
---           index, window kind (1 minute, 2 hour, 3 day, 4 week, 5 month) and limit
--- then per reservation:
---           its clock in Unix ms, or '' for the server's TIME;
---           its ticket key ('' for none): {prefix}:ticket:{uuid};
---           its shape's index;
---           one string of little-endian doubles: the amount of each of the shape's asks
+-- ARGV[3]   the batch's clock in Unix ms, or '' for the server's TIME (one per call: the
+--           caller sends reservations on different clocks in different calls)
+-- ARGV[4]   G, the number of window kinds asked on; then per kind (a group):
+--             its name ('minute', 'hour', 'day', 'week', 'month'), m, and m distinct
+--             bucket fields; the fields of all groups, in order, are the slots 1, 2, …
+-- then      R, the number of reservations; then per reservation:
+--             its ticket key ('' for none): {prefix}:ticket:{uuid};
+--             one string of little-endian doubles, per ask: slot, limit, amount
 --
 -- Doubles carry every integer below 2^53 exactly; the caller sends nothing larger.
 --
@@ -28,154 +26,100 @@
 -- An admitted reservation with a ticket records its `now` under the ticket key (60 s), so
 -- cancel.lua can take its amounts back out of the same windows.
 --
--- Each window hash is read with one HMGET and written with one HSET (the final counts of
+-- Each group's hash is read with one HMGET and written with one HSET (the final counts of
 -- the fields the batch admitted something on), so a batch of many requests on the same
 -- buckets costs about what one does, and one request costs a handful of commands however
--- many buckets it asks on. A hash that none of the read fields existed in may be new: it
--- gets its TTL (window end + grace) in the same script, so no hash ever lives without one.
+-- many buckets it asks on. The script does as little Lua work per ask as it can: Redis's
+-- Lua is slow enough that building tables per ask cost more than the commands did.
+--
+-- A hash none of whose read fields existed may be new. It gets its TTL (window end +
+-- grace) in the same script, so no hash ever lives without one, and one field whose name
+-- is longer than `hash-max-listpack-value` (64 bytes by default): that makes Redis keep the
+-- hash as a hash table from the start. A listpack is searched field by field, and a
+-- window's hash holds a field per bucket in use, hundreds in a busy tenancy; a hash table
+-- finds each field at once.
 
 local grace = tonumber(ARGV[1])
 local prefix = ARGV[2]
-local nfields = tonumber(ARGV[3])
-local pos = 4 + nfields
-local count = tonumber(ARGV[pos])
-local nshapes = tonumber(ARGV[pos + 1])
-pos = pos + 2
 local TICKET_MS = 60000
-local KINDS = {'minute', 'hour', 'day', 'week', 'month'}
+local HASHTABLE_FIELD = 'llmur:this-field-is-longer-than-64-bytes-so-the-hash-is-a-hash-table'
 
-local server_now
-local function clock(arg)
-  if arg ~= '' then return tonumber(arg) end
-  if not server_now then
-    local t = redis.call('TIME')
-    server_now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
-  end
-  return server_now
+local now
+if ARGV[3] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[3])
 end
 
--- The shapes: per shape, its asks' field indexes, window kinds and limits.
-local shape_fields, shape_kinds, shape_limits = {}, {}, {}
-for s = 1, nshapes do
-  local packed = ARGV[pos]
-  local v = {struct.unpack(string.rep('<d', #packed / 8), packed)}
-  local fs, ks, ls = {}, {}, {}
-  for i = 1, #packed / 24 do
-    fs[i], ks[i], ls[i] = v[3 * i - 2], v[3 * i - 1], v[3 * i]
+-- The groups: each one's hash read at once; every slot's count in `value`.
+local ngroups = tonumber(ARGV[4])
+local pos = 5
+local keys, ends, first, base, size, fresh = {}, {}, {}, {}, {}, {}
+local value, group_of = {}, {}
+local nslots = 0
+for g = 1, ngroups do
+  local kind, m = ARGV[pos], tonumber(ARGV[pos + 1])
+  local s, e = bounds(kind, now)
+  local key = prefix .. ':' .. kind .. ':' .. int(s)
+  local a = pos + 2
+  local got = redis.call('HMGET', key, unpack(ARGV, a, a + m - 1))
+  local any = false
+  for j = 1, m do
+    local v = got[j]
+    if v then
+      any = true
+      value[nslots + j] = tonumber(v)
+    else
+      value[nslots + j] = 0
+    end
+    group_of[nslots + j] = g
   end
-  shape_fields[s], shape_kinds[s], shape_limits[s] = fs, ks, ls
-  pos = pos + 1
+  keys[g], ends[g], first[g], base[g], size[g], fresh[g] = key, e, a, nslots, m, not any
+  nslots = nslots + m
+  pos = a + m
 end
 
--- Per reservation: its clock, ticket, shape and amounts; which tickets were cancelled
--- (one EXISTS for the whole batch in the common case of none).
-local nows, tickets, shapes, amounts = {}, {}, {}, {}
+-- Which tickets were cancelled (one EXISTS for the whole batch in the common case of none).
+local count = tonumber(ARGV[pos])
+pos = pos + 1
+local cancelled = {}
 local tombstones, ticketed = {}, {}
 for r = 1, count do
-  nows[r] = clock(ARGV[pos])
-  tickets[r] = ARGV[pos + 1]
-  shapes[r] = tonumber(ARGV[pos + 2])
-  local packed = ARGV[pos + 3]
-  amounts[r] = {struct.unpack(string.rep('<d', #packed / 8), packed)}
-  if tickets[r] ~= '' then
+  local ticket = ARGV[pos + 2 * r - 2]
+  if ticket ~= '' then
     ticketed[#ticketed + 1] = r
-    tombstones[#tombstones + 1] = tickets[r] .. ':x'
+    tombstones[#tombstones + 1] = ticket .. ':x'
   end
-  pos = pos + 4
 end
-local cancelled = {}
 if #tombstones > 0 and redis.call('EXISTS', unpack(tombstones)) > 0 then
   for j = 1, #ticketed do
     if redis.call('EXISTS', tombstones[j]) == 1 then cancelled[ticketed[j]] = true end
   end
 end
 
--- The windows the batch touches: one hash per window key, with the fields asked on in
--- it. Each (hash, field) is a slot: its count is read once into `value` and updated as
--- reservations are admitted.
-local hashes = {}      -- per hash: {key, window end, fields, clock it was first met at}
-local hash_at = {}     -- hash_at[kind][now]: the hash index (memo)
-local hash_by_key = {} -- two clocks in one window share its hash
-local slot = {}        -- slot[h][field index]: the slot index
-local slot_hash, slot_field = {}, {}
-local function hash_for(kind, now)
-  local by_now = hash_at[kind]
-  if not by_now then
-    by_now = {}
-    hash_at[kind] = by_now
-  end
-  local h = by_now[now]
-  if h then return h end
-  local s, e = bounds(KINDS[kind], now)
-  local key = prefix .. ':' .. KINDS[kind] .. ':' .. int(s)
-  h = hash_by_key[key]
-  if not h then
-    h = #hashes + 1
-    hashes[h] = {key, e, {}, now}
-    hash_by_key[key] = h
-    slot[h] = {}
-  end
-  by_now[now] = h
-  return h
-end
-local function slot_for(kind, now, field)
-  local h = hash_for(kind, now)
-  local i = slot[h][field]
-  if not i then
-    local fields = hashes[h][3]
-    fields[#fields + 1] = ARGV[3 + field]
-    i = #slot_hash + 1
-    slot_hash[i], slot_field[i] = h, #fields
-    slot[h][field] = i
-  end
-  return i
-end
-
--- Every slot each live reservation asks on, in ask order.
-local slots = {}
+-- Each reservation in order, against the counts left by those before it.
+local replies, keep, recorded = {}, {}, {}
+local formats = {}
 for r = 1, count do
-  if not cancelled[r] then
-    local s = shapes[r]
-    local fs, ks = shape_fields[s], shape_kinds[s]
-    local mine = {}
-    for i = 1, #fs do mine[i] = slot_for(ks[i], nows[r], fs[i]) end
-    slots[r] = mine
-  end
-end
-
--- One HMGET per hash. A hash none of whose read fields exists may be new.
-local stored, fresh = {}, {}
-for h = 1, #hashes do
-  local got = redis.call('HMGET', hashes[h][1], unpack(hashes[h][3]))
-  local any = false
-  for j = 1, #got do
-    if got[j] then
-      any = true
-      break
-    end
-  end
-  stored[h], fresh[h] = got, not any
-end
-local value, keep = {}, {}
-for i = 1, #slot_hash do
-  local v = stored[slot_hash[i]][slot_field[i]]
-  value[i] = v and tonumber(v) or 0
-end
-
-local replies = {}
-local recorded, recorded_nows = {}, {}
-for r = 1, count do
-  local now = nows[r]
   if cancelled[r] then
     replies[r] = {2, now}
   else
-    local s = shapes[r]
-    local ls, amt, mine = shape_limits[s], amounts[r], slots[r]
+    local packed = ARGV[pos + 2 * r - 1]
+    local n = #packed / 8
+    local format = formats[n]
+    if not format then
+      format = string.rep('<d', n)
+      formats[n] = format
+    end
+    local v = {struct.unpack(format, packed)}
+    local asks = n / 3
     local refused
-    for i = 1, #mine do
-      local used = value[mine[i]]
-      if used + amt[i] > ls[i] then
-        refused = {0, now, i, used, hashes[slot_hash[mine[i]]][2]}
+    for i = 1, asks do
+      local s = v[3 * i - 2]
+      local used = value[s]
+      if used + v[3 * i] > v[3 * i - 1] then
+        refused = {0, now, i, used, ends[group_of[s]]}
         break
       end
     end
@@ -183,50 +127,46 @@ for r = 1, count do
       replies[r] = refused
     else
       local reply = {1, now}
-      for i = 1, #mine do
-        local j = mine[i]
-        local used = value[j] + amt[i]
-        value[j] = used
-        keep[j] = true
+      for i = 1, asks do
+        local s = v[3 * i - 2]
+        local used = value[s] + v[3 * i]
+        value[s] = used
+        keep[s] = true
         reply[i + 2] = used
       end
-      if tickets[r] ~= '' then
-        recorded[#recorded + 1] = tickets[r]
-        recorded_nows[#recorded] = now
-      end
+      local ticket = ARGV[pos + 2 * r - 2]
+      if ticket ~= '' then recorded[#recorded + 1] = ticket end
       replies[r] = reply
     end
   end
 end
 
--- One HSET per hash the batch admitted something on: the fields' final counts (numbers
+-- One HSET per group the batch admitted something on: the fields' final counts (numbers
 -- go to redis.call as they are: Redis prints them with 17 significant digits, exact for
 -- every integer below 2^53). A hash that may be new gets its TTL, relative to `now` so a
 -- caller's (fake) clock gets the same lifetime as the server's.
-local writes = {}
-for i = 1, #slot_hash do
-  if keep[i] then
-    local h = slot_hash[i]
-    local w = writes[h]
-    if not w then
-      w = {}
-      writes[h] = w
+for g = 1, ngroups do
+  local w = {}
+  local a, b = first[g] - 1, base[g]
+  for j = 1, size[g] do
+    if keep[b + j] then
+      w[#w + 1] = ARGV[a + j]
+      w[#w + 1] = value[b + j]
     end
-    w[#w + 1] = hashes[h][3][slot_field[i]]
-    w[#w + 1] = value[i]
   end
-end
-for h = 1, #hashes do
-  local w = writes[h]
-  if w then
-    local key = hashes[h][1]
-    redis.call('HSET', key, unpack(w))
-    if fresh[h] then
-      redis.call('PEXPIRE', key, hashes[h][2] - hashes[h][4] + grace)
+  if #w > 0 then
+    local key = keys[g]
+    if fresh[g] then
+      w[#w + 1] = HASHTABLE_FIELD
+      w[#w + 1] = 1
+      redis.call('HSET', key, unpack(w))
+      redis.call('PEXPIRE', key, ends[g] - now + grace)
+    else
+      redis.call('HSET', key, unpack(w))
     end
   end
 end
 for j = 1, #recorded do
-  redis.call('SET', recorded[j], recorded_nows[j], 'PX', TICKET_MS)
+  redis.call('SET', recorded[j], now, 'PX', TICKET_MS)
 end
 return replies

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8_redis::redis::{Script, ScriptInvocation};
-use llmur_core::counter::{Ask, Bucket, CounterError, Level, Metric};
+use llmur_core::counter::{Ask, Bucket, CounterError};
+use llmur_core::window::Window;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
-use super::keys::{Keys, kind_code};
+use super::keys::Keys;
 use super::{MAX_EXACT, Redis};
 
 /// Most reservations in one script call.
@@ -174,7 +174,16 @@ async fn drain(inner: Arc<Inner>) {
                 state.busy = false;
                 return;
             }
-            let take = state.queue.len().min(MAX_BATCH);
+            // One script call runs on one clock: a batch is the longest run of queued
+            // reserves on the first one's clock (all of them, unless callers bring their
+            // own clocks).
+            let clock = state.queue[0].now_ms;
+            let take = state
+                .queue
+                .iter()
+                .take(MAX_BATCH)
+                .take_while(|job| job.now_ms == clock)
+                .count();
             state.queue.drain(..take).collect::<Vec<_>>()
         };
         // A caller that gave up (a timeout) must not have its reserve applied.
@@ -209,64 +218,63 @@ impl Inner {
         self.sender.call(invocation, jobs.len()).await
     }
 
-    /// The script call's arguments (see `reserve.lua`).
+    /// The script call's arguments (see `reserve.lua`); every job is on the first one's
+    /// clock.
     fn invocation(&self, jobs: &[Job]) -> ScriptInvocation<'_> {
         let sender = &self.sender;
         let mut cache = sender.keys.lock();
         let mut invocation = sender.script.prepare_invoke();
         invocation.arg(sender.grace_ms).arg(sender.keys.prefix());
-        // Field indexes (1-based) per distinct field (buckets that differ only in their
-        // window kind share one), the distinct shapes (per ask: field index, window kind,
-        // limit; a batch has few, usually one) and each job's shape index (1-based).
-        let mut fields: FxHashMap<(Level, Uuid, Metric), usize> = FxHashMap::default();
-        let mut distinct: Vec<&Bucket> = Vec::new();
-        let mut shapes: Vec<Vec<u8>> = Vec::new();
-        let mut job_shapes = Vec::with_capacity(jobs.len());
+        debug_assert!(jobs.windows(2).all(|pair| pair[0].now_ms == pair[1].now_ms));
+        match jobs.first().and_then(|job| job.now_ms) {
+            Some(now) => invocation.arg(now),
+            None => invocation.arg(""),
+        };
+        // The groups: per window kind, its distinct buckets in order of first ask; each
+        // ask's (group, position) to number its slot once every group's size is known.
+        let mut groups: Vec<(Window, Vec<&Bucket>)> = Vec::new();
+        let mut places: FxHashMap<&Bucket, (usize, usize)> = FxHashMap::default();
+        let mut asked = Vec::with_capacity(jobs.iter().map(|job| job.asks.len()).sum());
+        for ask in jobs.iter().flat_map(|job| &job.asks) {
+            let bucket = &ask.bucket;
+            let place = *places.entry(bucket).or_insert_with(|| {
+                let g = match groups.iter().position(|(w, _)| *w == bucket.window) {
+                    Some(g) => g,
+                    None => {
+                        groups.push((bucket.window, Vec::new()));
+                        groups.len() - 1
+                    }
+                };
+                groups[g].1.push(bucket);
+                (g, groups[g].1.len())
+            });
+            asked.push(place);
+        }
+        let mut base = Vec::with_capacity(groups.len());
+        invocation.arg(groups.len());
+        let mut slots = 0;
+        for (window, buckets) in &groups {
+            base.push(slots);
+            slots += buckets.len();
+            invocation.arg(window.as_str()).arg(buckets.len());
+            for bucket in buckets {
+                invocation.arg(cache.field(bucket));
+            }
+        }
+        invocation.arg(jobs.len());
+        let mut rest = asked.as_slice();
+        let mut packed = Vec::new();
         for job in jobs {
-            let mut shape = Vec::with_capacity(job.asks.len() * 24);
-            for ask in &job.asks {
-                let bucket = &ask.bucket;
-                let index = *fields
-                    .entry((bucket.level, bucket.id, bucket.metric))
-                    .or_insert_with(|| {
-                        distinct.push(bucket);
-                        distinct.len()
-                    });
-                push_f64(&mut shape, index as f64);
-                push_f64(&mut shape, kind_code(bucket.window));
-                push_f64(&mut shape, ask.limit.min(MAX_EXACT) as f64);
+            invocation.arg(job.ticket.as_deref().unwrap_or(""));
+            let (places, tail) = rest.split_at(job.asks.len());
+            rest = tail;
+            packed.clear();
+            for (ask, &(g, j)) in job.asks.iter().zip(places) {
+                push_f64(&mut packed, (base[g] + j) as f64);
+                push_f64(&mut packed, ask.limit.min(MAX_EXACT) as f64);
+                push_f64(&mut packed, ask.amount as f64);
             }
-            let index = match shapes.iter().position(|s| *s == shape) {
-                Some(i) => i,
-                None => {
-                    shapes.push(shape);
-                    shapes.len() - 1
-                }
-            };
-            job_shapes.push(index + 1);
-        }
-        invocation.arg(distinct.len());
-        for bucket in distinct {
-            invocation.arg(cache.field(bucket));
-        }
-        invocation.arg(jobs.len()).arg(shapes.len());
-        for shape in &shapes {
-            invocation.arg(shape.as_slice());
-        }
-        let mut amounts = Vec::new();
-        for (job, shape) in jobs.iter().zip(&job_shapes) {
-            match job.now_ms {
-                Some(now) => invocation.arg(now),
-                None => invocation.arg(""),
-            };
-            invocation
-                .arg(job.ticket.as_deref().unwrap_or(""))
-                .arg(*shape);
-            amounts.clear();
-            for ask in &job.asks {
-                push_f64(&mut amounts, ask.amount as f64);
-            }
-            invocation.arg(amounts.as_slice());
+            invocation.arg(packed.as_slice());
         }
         invocation
     }
