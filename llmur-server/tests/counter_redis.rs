@@ -498,6 +498,16 @@ async fn recovers_when_redis_restarts() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(only(&r).used, 1, "the restarted Redis starts empty");
+    // Nor has it the settle and cancel scripts: each is loaded on its first call.
+    c.settle(&r, &[3]).await.expect("settle after the restart");
+    let ticket = Uuid::new_v4();
+    let asks = [ask(b, 100, 5)];
+    admitted(c.reserve_tagged(&asks, 0, ticket).await.expect("tagged"));
+    assert_eq!(c.usage(b, local_now()).await.expect("usage"), 8);
+    c.cancel(&asks, ticket)
+        .await
+        .expect("cancel after the restart");
+    assert_eq!(c.usage(b, local_now()).await.expect("usage"), 3);
     drop(c);
     scratch.stop().await;
 }

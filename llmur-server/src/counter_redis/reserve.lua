@@ -17,12 +17,14 @@
 --
 -- Doubles carry every integer below 2^53 exactly; the caller sends nothing larger.
 --
--- Reply: one array per reservation, exactly what reserving them one by one would give:
---   admitted:  {1, now, used_1, ..., used_n} (each bucket's count after the add; the
+-- Reply: per reservation, exactly what reserving them one by one would give, as one
+-- string of little-endian doubles (a bulk string is far cheaper for both sides to encode
+-- and parse than an array of integers):
+--   admitted:  1, now, used_1, ..., used_n (each bucket's count after the add; the
 --              caller derives the windows from `now`)
---   refused:   {0, now, i, used_i, end_i} for the first bucket without room; the
+--   refused:   0, now, i, used_i, end_i for the first bucket without room; the
 --              reservation writes nothing;
---   cancelled: {2, now} when its ticket was cancelled before the batch ran.
+--   cancelled: 2, now when its ticket was cancelled before the batch ran.
 -- An admitted reservation with a ticket records its `now` under the ticket key (60 s), so
 -- cancel.lua can take its amounts back out of the same windows.
 --
@@ -98,21 +100,29 @@ if #tombstones > 0 and redis.call('EXISTS', unpack(tombstones)) > 0 then
   end
 end
 
+-- struct's format for n little-endian doubles.
+local formats = {}
+local function doubles(n)
+  local format = formats[n]
+  if not format then
+    format = string.rep('<d', n)
+    formats[n] = format
+  end
+  return format
+end
+local function pack(values)
+  return struct.pack(doubles(#values), unpack(values))
+end
+
 -- Each reservation in order, against the counts left by those before it.
 local replies, keep, recorded = {}, {}, {}
-local formats = {}
 for r = 1, count do
   if cancelled[r] then
-    replies[r] = {2, now}
+    replies[r] = pack({2, now})
   else
     local packed = ARGV[pos + 2 * r - 1]
     local n = #packed / 8
-    local format = formats[n]
-    if not format then
-      format = string.rep('<d', n)
-      formats[n] = format
-    end
-    local v = {struct.unpack(format, packed)}
+    local v = {struct.unpack(doubles(n), packed)}
     local asks = n / 3
     local refused
     for i = 1, asks do
@@ -124,7 +134,7 @@ for r = 1, count do
       end
     end
     if refused then
-      replies[r] = refused
+      replies[r] = pack(refused)
     else
       local reply = {1, now}
       for i = 1, asks do
@@ -136,7 +146,7 @@ for r = 1, count do
       end
       local ticket = ARGV[pos + 2 * r - 2]
       if ticket ~= '' then recorded[#recorded + 1] = ticket end
-      replies[r] = reply
+      replies[r] = pack(reply)
     end
   end
 end

@@ -12,12 +12,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bb8_redis::redis::{Script, ScriptInvocation};
+use bb8_redis::redis::Script;
 use llmur_core::counter::{Ask, Bucket, CounterError};
 use llmur_core::window::Window;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
+use super::call::ScriptCall;
 use super::keys::Keys;
 use super::{MAX_EXACT, Redis};
 
@@ -214,16 +215,18 @@ async fn drain(inner: Arc<Inner>) {
 impl Inner {
     /// One script call for `jobs`: a reply per job, in order.
     async fn send(&self, jobs: &[Job]) -> Result<Vec<Vec<i64>>, CounterError> {
-        let invocation = self.invocation(jobs);
-        self.sender.call(invocation, jobs.len()).await
+        let call = self.call(jobs);
+        self.sender.call(&call, jobs.len()).await
     }
 
     /// The script call's arguments (see `reserve.lua`); every job is on the first one's
     /// clock.
-    fn invocation(&self, jobs: &[Job]) -> ScriptInvocation<'_> {
+    fn call(&self, jobs: &[Job]) -> ScriptCall<'_> {
         let sender = &self.sender;
         let mut cache = sender.keys.lock();
-        let mut invocation = sender.script.prepare_invoke();
+        let asks: usize = jobs.iter().map(|job| job.asks.len()).sum();
+        // About 45 bytes per field (two per bucket over two window kinds) and 24 per ask.
+        let mut invocation = ScriptCall::new(&sender.script, 0, asks * 48 + jobs.len() * 64);
         invocation.arg(sender.grace_ms).arg(sender.keys.prefix());
         debug_assert!(jobs.windows(2).all(|pair| pair[0].now_ms == pair[1].now_ms));
         match jobs.first().and_then(|job| job.now_ms) {
@@ -234,7 +237,7 @@ impl Inner {
         // ask's (group, position) to number its slot once every group's size is known.
         let mut groups: Vec<(Window, Vec<&Bucket>)> = Vec::new();
         let mut places: FxHashMap<&Bucket, (usize, usize)> = FxHashMap::default();
-        let mut asked = Vec::with_capacity(jobs.iter().map(|job| job.asks.len()).sum());
+        let mut asked = Vec::with_capacity(asks);
         for ask in jobs.iter().flat_map(|job| &job.asks) {
             let bucket = &ask.bucket;
             let place = *places.entry(bucket).or_insert_with(|| {
@@ -288,15 +291,20 @@ fn push_f64(out: &mut Vec<u8>, x: f64) {
 }
 
 impl Sender {
-    /// Runs `invocation`, expecting `expected` replies.
+    /// Runs `call`, expecting `expected` replies: each one a string of little-endian
+    /// doubles (see `reserve.lua`), returned as integers.
     async fn call(
         &self,
-        invocation: ScriptInvocation<'_>,
+        call: &ScriptCall<'_>,
         expected: usize,
     ) -> Result<Vec<Vec<i64>>, CounterError> {
         let mut conn = self.redis.conn().await?;
-        let call = invocation.invoke_async::<Vec<Vec<i64>>>(&mut conn.conn);
-        let replies = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        let replies = match tokio::time::timeout(
+            CALL_TIMEOUT,
+            call.run::<Vec<Vec<u8>>>(&mut conn.conn),
+        )
+        .await
+        {
             Ok(Ok(replies)) => replies,
             Ok(Err(e)) => return Err(self.redis.fail(&mut conn, &e)),
             Err(_) => {
@@ -308,13 +316,41 @@ impl Sender {
                 )));
             }
         };
-        if replies.len() != expected {
-            return Err(CounterError(format!(
-                "unexpected reply from the reserve script at {}: {} replies for {expected} reservations",
+        let unexpected = |what: String| {
+            CounterError(format!(
+                "unexpected reply from the reserve script at {}: {what}",
                 self.redis.target,
-                replies.len(),
+            ))
+        };
+        if replies.len() != expected {
+            return Err(unexpected(format!(
+                "{} replies for {expected} reservations",
+                replies.len()
             )));
         }
-        Ok(replies)
+        replies
+            .iter()
+            .map(|reply| unpack_integers(reply).ok_or_else(|| unexpected(format!("{reply:?}"))))
+            .collect()
     }
+}
+
+/// The integers packed as little-endian doubles in `bytes`; `None` unless every one is a
+/// whole number (every value the script sends is, and below 2^53, so exact).
+fn unpack_integers(bytes: &[u8]) -> Option<Vec<i64>> {
+    let chunks = bytes.chunks_exact(8);
+    if !chunks.remainder().is_empty() {
+        return None;
+    }
+    chunks
+        .map(|chunk| {
+            let x = f64::from_le_bytes(chunk.try_into().ok()?);
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "checked: the double converts back to itself"
+            )]
+            let n = x as i64;
+            (n as f64 == x).then_some(n)
+        })
+        .collect()
 }

@@ -18,6 +18,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use super::Redis;
+use super::call::ScriptCall;
 use super::keys::Keys;
 
 /// A bucket's window: its bucket and the window's start (ms).
@@ -121,23 +122,23 @@ impl SettleBatch {
         if hashes.is_empty() {
             return Ok(());
         }
-        let mut invocation = self.script.prepare_invoke();
+        let hashes: Vec<_> = hashes.into_iter().collect();
+        let parts: usize = hashes.iter().map(|(_, parts)| parts.len()).sum();
+        let mut call = ScriptCall::new(&self.script, hashes.len(), parts * 64);
+        for ((window, start), _) in &hashes {
+            call.arg(self.keys.hash(*window, *start));
+        }
         {
             let mut fields = self.keys.lock();
-            for ((window, start), parts) in &hashes {
-                invocation
-                    .key(self.keys.hash(*window, *start))
-                    .arg(parts.len());
+            for (_, parts) in &hashes {
+                call.arg(parts.len());
                 for (bucket, reserved, actual) in parts {
-                    invocation
-                        .arg(fields.field(bucket))
-                        .arg(*reserved)
-                        .arg(*actual);
+                    call.arg(fields.field(bucket)).arg(*reserved).arg(*actual);
                 }
             }
         }
         let mut conn = self.redis.conn().await?;
-        match invocation.invoke_async::<i64>(&mut conn.conn).await {
+        match call.run::<i64>(&mut conn.conn).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.redis.fail(&mut conn, &e)),
         }
