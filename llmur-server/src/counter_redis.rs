@@ -2,8 +2,8 @@
 //! every llmur instance that points at the same Redis.
 //!
 //! Owns: [`RedisCounter`], its options ([`RedisCounterOptions`]), the key layout, the
-//! script calls and the Lua scripts (`counter_redis/reserve.lua`, `cancel.lua`, `settle.lua`, with the window
-//! helpers of `windows.lua`).
+//! script calls and the Lua scripts (`counter_redis/reserve.lua`, `cancel.lua`,
+//! `settle.lua`, with the window helpers of `windows.lua`).
 //! Must not touch: the counter contract and its types (`llmur_core::counter`), timeouts
 //! and fallback (`FailoverCounter` wraps this counter), configuration parsing.
 //!
