@@ -373,7 +373,8 @@ impl UsageCounter for RedisCounter {
             return Ok(());
         }
         // The reservation's own time is read from its ticket.
-        let mut call = call::ScriptCall::new(&self.cancel_script, 0, asks.len() * 64);
+        let mut call =
+            call::ScriptCall::new(&self.cancel_script, 0, 2 + 3 * asks.len(), asks.len() * 80);
         call.arg(self.ticket_key(ticket)).arg(self.keys.prefix());
         {
             let mut fields = self.keys.lock();

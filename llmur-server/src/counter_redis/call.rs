@@ -20,9 +20,10 @@ pub(super) struct ScriptCall<'a> {
 
 impl<'a> ScriptCall<'a> {
     /// A call of `script` whose first `keys` arguments (the next ones written) are its
-    /// `KEYS`; `bytes` is a guess of the arguments' total size.
-    pub(super) fn new(script: &'a Script, keys: usize, bytes: usize) -> Self {
-        let mut cmd = Cmd::with_capacity(16, bytes + 64);
+    /// `KEYS`; `args` and `bytes` are estimates of the arguments' number and total size
+    /// (the buffer grows past them when they are low).
+    pub(super) fn new(script: &'a Script, keys: usize, args: usize, bytes: usize) -> Self {
+        let mut cmd = Cmd::with_capacity(args + 3, bytes + 64);
         cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
         Self { script, cmd }
     }

@@ -225,8 +225,14 @@ impl Inner {
         let sender = &self.sender;
         let mut cache = sender.keys.lock();
         let asks: usize = jobs.iter().map(|job| job.asks.len()).sum();
-        // About 45 bytes per field (two per bucket over two window kinds) and 24 per ask.
-        let mut invocation = ScriptCall::new(&sender.script, 0, asks * 48 + jobs.len() * 64);
+        // At most a field (about 50 bytes) and 24 bytes of doubles per ask, a ticket (about
+        // 60 bytes) per job.
+        let mut invocation = ScriptCall::new(
+            &sender.script,
+            0,
+            16 + asks + 2 * jobs.len(),
+            64 + asks * 80 + jobs.len() * 80,
+        );
         invocation.arg(sender.grace_ms).arg(sender.keys.prefix());
         debug_assert!(jobs.windows(2).all(|pair| pair[0].now_ms == pair[1].now_ms));
         match jobs.first().and_then(|job| job.now_ms) {

@@ -124,7 +124,12 @@ impl SettleBatch {
         }
         let hashes: Vec<_> = hashes.into_iter().collect();
         let parts: usize = hashes.iter().map(|(_, parts)| parts.len()).sum();
-        let mut call = ScriptCall::new(&self.script, hashes.len(), parts * 64);
+        let mut call = ScriptCall::new(
+            &self.script,
+            hashes.len(),
+            2 * hashes.len() + 3 * parts,
+            hashes.len() * 64 + parts * 80,
+        );
         for ((window, start), _) in &hashes {
             call.arg(self.keys.hash(*window, *start));
         }
