@@ -7,6 +7,7 @@
 //! failed and the next one is tried. Requests without any limit never call the counter.
 //! Must not touch: the upstream call, the catalog.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
@@ -343,24 +344,34 @@ fn push_ratelimit_headers(
 /// A duration the way OpenAI writes `x-ratelimit-reset-*`: `20ms`, `1s`, `6m0s`,
 /// `1h2m3.5s`.
 pub(crate) fn format_reset(ms: i64) -> String {
+    // Written into one string: this runs twice per limited request.
     let ms = ms.max(0);
+    let mut out = String::with_capacity(16);
     if ms < 1_000 {
-        return format!("{ms}ms");
+        let _ = write!(out, "{ms}ms");
+        return out;
     }
     let hours = ms / 3_600_000;
     let minutes = (ms % 3_600_000) / 60_000;
-    let millis = ms % 60_000;
-    let seconds = if millis % 1_000 == 0 {
-        format!("{}s", millis / 1_000)
-    } else {
-        let s = format!("{}.{:03}", millis / 1_000, millis % 1_000);
-        format!("{}s", s.trim_end_matches('0'))
-    };
-    match (hours, minutes) {
-        (0, 0) => seconds,
-        (0, m) => format!("{m}m{seconds}"),
-        (h, m) => format!("{h}h{m}m{seconds}"),
+    if hours > 0 {
+        let _ = write!(out, "{hours}h{minutes}m");
+    } else if minutes > 0 {
+        let _ = write!(out, "{minutes}m");
     }
+    let millis = ms % 60_000;
+    let _ = write!(out, "{}", millis / 1_000);
+    let mut fraction = millis % 1_000;
+    if fraction != 0 {
+        // Three decimals without their trailing zeros: .5, .25, .125.
+        let mut digits = 3;
+        while fraction % 10 == 0 {
+            fraction /= 10;
+            digits -= 1;
+        }
+        let _ = write!(out, ".{fraction:0digits$}");
+    }
+    out.push('s');
+    out
 }
 
 /// The 429 for a refusal: `rate_limit_exceeded` for requests and tokens,
@@ -466,6 +477,11 @@ mod tests {
         assert_eq!(format_reset(360_000), "6m0s");
         assert_eq!(format_reset(3_723_500), "1h2m3.5s");
         assert_eq!(format_reset(86_400_000), "24h0m0s");
+        assert_eq!(format_reset(999), "999ms");
+        assert_eq!(format_reset(1_050), "1.05s");
+        assert_eq!(format_reset(59_001), "59.001s");
+        assert_eq!(format_reset(60_000), "1m0s");
+        assert_eq!(format_reset(3_600_010), "1h0m0.01s");
     }
 
     #[test]
