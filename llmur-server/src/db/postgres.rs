@@ -121,24 +121,47 @@ impl PostgresStore {
     }
 }
 
-/// Rows per multi-row `INSERT` of request logs (20 bind parameters each, far below
-/// PostgreSQL's limit of 65535).
-const LOG_CHUNK: usize = 500;
-
 /// Writes a batch of request log rows in one transaction, many per statement.
+///
+/// Every statement inserts a power of two of rows, 128 down to 1 (a batch of 12 is one
+/// statement of 8 and one of 4): an `INSERT` of a fixed number of rows is the same SQL
+/// every time, so diesel prepares it once per connection and PostgreSQL neither parses nor
+/// plans it again. An `INSERT` of however many rows a batch has is new SQL each time:
+/// built, parsed and planned per batch, about twice PostgreSQL's time for the same rows.
 async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
     db.write(move |conn| {
         Box::pin(async move {
-            for chunk in rows.chunks(LOG_CHUNK) {
-                diesel::insert_into(request_logs::table)
-                    .values(chunk)
-                    .execute(conn)
-                    .await?;
+            let mut rest = rows.as_slice();
+            while !rest.is_empty() {
+                rest = insert_logs_head(conn, rest).await?;
             }
             Ok(())
         })
     })
     .await
+}
+
+/// Inserts the largest power-of-two head of `rows` (at most 128) in one statement;
+/// returns the rows left.
+async fn insert_logs_head<'r>(
+    conn: &mut Conn,
+    rows: &'r [RequestLogRow],
+) -> DbResult<&'r [RequestLogRow]> {
+    macro_rules! insert_head {
+        ($($n:literal),+) => {
+            $(
+                if let Some((head, tail)) = rows.split_first_chunk::<$n>() {
+                    diesel::insert_into(request_logs::table)
+                        .values(head)
+                        .execute(conn)
+                        .await?;
+                    return Ok(tail);
+                }
+            )+
+        };
+    }
+    insert_head!(128, 64, 32, 16, 8, 4, 2, 1);
+    Ok(rows)
 }
 
 /// Applies pending migrations to the database at `url`.

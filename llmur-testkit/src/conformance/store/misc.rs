@@ -112,6 +112,31 @@ pub async fn request_logs(s: &dyn Store) {
         .must("delete the rest");
     assert_eq!(rest, 3);
     assert!(s.list_request_logs(None, 10).await.must("empty").is_empty());
+
+    // A large batch (a busy server's): every row arrives, whatever statements a backend
+    // splits it into, with its empty fields empty.
+    let mut large: Vec<_> = (0..1_234)
+        .map(|i| sample_request_log(k1, LOG_T0 + 20_000 + i))
+        .collect();
+    for log in large.iter_mut().step_by(3) {
+        log.cost_usd = None;
+        log.time_to_first_byte = None;
+        log.error = Some("upstream reset".into());
+    }
+    s.insert_request_logs(&large).await.must("a large batch");
+    let listed = s
+        .list_request_logs(None, 2_000)
+        .await
+        .must("list the large batch");
+    assert_eq!(listed.len(), large.len(), "every row of the large batch");
+    for (got, want) in listed.iter().zip(large.iter().rev()) {
+        assert_eq!(json(got), json(want), "every field of the large batch");
+    }
+    let all = s
+        .delete_request_logs_before(Millis(LOG_T0 as i64 + 30_000))
+        .await
+        .must("delete the large batch");
+    assert_eq!(all, 1_234);
 }
 
 /// Walks a list with `limit` and checks the pages are `expected` (ascending ids) in
