@@ -3,7 +3,8 @@
 //! Owns: [`ReserveBatch`]. When no call is in flight a reserve is sent at once from its
 //! caller's own task (no timer, no hop through another task). While one is in flight, new
 //! reserves queue; when it ends, a task sends the queue as one `reserve.lua` call per up
-//! to 128 reserves until it is empty. Under load, then, one script run reads each window
+//! to 128 reserves on one clock (the server's, unless callers bring their own) until it is
+//! empty. Under load, then, one script run reads each window
 //! hash once (one `HMGET`) and writes it once (one `HSET`) for many requests. A batch
 //! decides exactly what the same reserves sent one by one in queue order would. A queued
 //! reserve whose caller stopped waiting is dropped unsent; one that was already sent is
@@ -227,17 +228,17 @@ impl Inner {
         let asks: usize = jobs.iter().map(|job| job.asks.len()).sum();
         // At most a field (about 50 bytes) and 24 bytes of doubles per ask, a ticket (about
         // 60 bytes) per job.
-        let mut invocation = ScriptCall::new(
+        let mut out = ScriptCall::new(
             &sender.script,
             0,
             16 + asks + 2 * jobs.len(),
             64 + asks * 80 + jobs.len() * 80,
         );
-        invocation.arg(sender.grace_ms).arg(sender.keys.prefix());
+        out.arg(sender.grace_ms).arg(sender.keys.prefix());
         debug_assert!(jobs.windows(2).all(|pair| pair[0].now_ms == pair[1].now_ms));
         match jobs.first().and_then(|job| job.now_ms) {
-            Some(now) => invocation.arg(now),
-            None => invocation.arg(""),
+            Some(now) => out.arg(now),
+            None => out.arg(""),
         };
         // The groups: per window kind, its distinct buckets in order of first ask; each
         // ask's (group, position) to number its slot once every group's size is known.
@@ -262,22 +263,22 @@ impl Inner {
             asked.push(place);
         }
         let mut base = Vec::with_capacity(groups.len());
-        invocation.arg(groups.len());
+        out.arg(groups.len());
         let mut slots = 0;
         for (window, buckets) in &groups {
             base.push(slots);
             slots += buckets.len();
-            invocation.arg(window.as_str()).arg(buckets.len());
+            out.arg(window.as_str()).arg(buckets.len());
             for bucket in buckets {
-                invocation.arg(cache.field(bucket));
+                out.arg(cache.field(bucket));
             }
         }
-        invocation.arg(jobs.len());
+        out.arg(jobs.len());
         let mut rest = asked.as_slice();
         let most = jobs.iter().map(|job| job.asks.len()).max().unwrap_or(0);
         let mut packed = Vec::with_capacity(24 * most);
         for job in jobs {
-            invocation.arg(job.ticket.as_deref().unwrap_or(""));
+            out.arg(job.ticket.as_deref().unwrap_or(""));
             let (places, tail) = rest.split_at(job.asks.len());
             rest = tail;
             packed.clear();
@@ -286,9 +287,9 @@ impl Inner {
                 push_f64(&mut packed, ask.limit.min(MAX_EXACT) as f64);
                 push_f64(&mut packed, ask.amount as f64);
             }
-            invocation.arg(packed.as_slice());
+            out.arg(packed.as_slice());
         }
-        invocation
+        out
     }
 }
 
