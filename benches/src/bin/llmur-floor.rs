@@ -2,9 +2,9 @@
 //!
 //! A bare hyper 1 / hyper-util server (HTTP/1.1 and h2c, like llmur's listener) that hands
 //! every request to the same kind of HTTP client llmur uses (reqwest with rustls,
-//! `TCP_NODELAY`, a keep-alive pool) and streams the answer back. No authentication, no
-//! parsing, no limits, no logging: the request body and the response body are streamed
-//! through untouched, only hop-by-hop headers are dropped.
+//! `TCP_NODELAY`, a keep-alive pool) and the same allocator (mimalloc) and streams the
+//! answer back. No authentication, no parsing, no limits, no logging: the request body and
+//! the response body are streamed through untouched, only hop-by-hop headers are dropped.
 //!
 //! Owns: its listener and its client. Must not touch: anything of llmur — it is the yardstick
 //! llmur's added latency is compared with, so it must stay minimal.
@@ -23,6 +23,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+
+/// The allocator llmur's binary uses, so the floor differs from llmur only in llmur's work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A pass-through HTTP proxy to one upstream.
 #[derive(Debug, Parser)]
