@@ -337,6 +337,19 @@ impl Redis {
         conn.note_error(e);
         CounterError(format!("Redis at {}: {e}", self.target))
     }
+
+    /// Runs `call` on a pooled connection (the settle and cancel calls; a reserve has a
+    /// timeout of its own, see `reserve_batch.rs`).
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        call: &call::ScriptCall<'_>,
+    ) -> Result<T, CounterError> {
+        let mut conn = self.conn().await?;
+        match call.run(&mut conn.conn).await {
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(self.fail(&mut conn, &e)),
+        }
+    }
 }
 
 impl fmt::Debug for RedisCounter {
@@ -384,11 +397,7 @@ impl UsageCounter for RedisCounter {
                     .arg(ask.amount.min(MAX_EXACT));
             }
         }
-        let mut conn = self.redis.conn().await?;
-        match call.run::<i64>(&mut conn.conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.redis.fail(&mut conn, &e)),
-        }
+        self.redis.run::<i64>(&call).await.map(|_| ())
     }
 
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {

@@ -10,19 +10,24 @@
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use llmur_core::counter::Bucket;
+use llmur_core::counter::{Bucket, Level, Metric};
 use llmur_core::window::Window;
 use rustc_hash::FxHashMap;
+use uuid::Uuid;
+
+/// What a field names: a bucket without its window kind (the kind is in the hash's name,
+/// so a bucket's minute and day windows share one field name).
+type FieldOf = (Level, Uuid, Metric);
 
 /// The fields already formatted, shared by the counter and its batches.
 pub(super) struct Keys {
     prefix: String,
-    cache: Mutex<FxHashMap<Bucket, String>>,
+    cache: Mutex<FxHashMap<FieldOf, String>>,
 }
 
 /// The cache, locked (hold it only while building one call).
 pub(super) struct Locked<'a> {
-    cache: MutexGuard<'a, FxHashMap<Bucket, String>>,
+    cache: MutexGuard<'a, FxHashMap<FieldOf, String>>,
 }
 
 impl Keys {
@@ -59,12 +64,11 @@ impl Keys {
 impl Locked<'_> {
     /// `bucket`'s field in its window hashes.
     pub(super) fn field(&mut self, bucket: &Bucket) -> &str {
-        if self.cache.len() >= Keys::MAX && !self.cache.contains_key(bucket) {
+        let of = (bucket.level, bucket.id, bucket.metric);
+        if self.cache.len() >= Keys::MAX && !self.cache.contains_key(&of) {
             self.cache.clear();
         }
-        self.cache
-            .entry(*bucket)
-            .or_insert_with(|| format_field(bucket))
+        self.cache.entry(of).or_insert_with(|| format_field(bucket))
     }
 }
 

@@ -216,13 +216,13 @@ async fn drain(inner: Arc<Inner>) {
 impl Inner {
     /// One script call for `jobs`: a reply per job, in order.
     async fn send(&self, jobs: &[Job]) -> Result<Vec<Vec<i64>>, CounterError> {
-        let call = self.call(jobs);
+        let call = self.script_call(jobs);
         self.sender.call(&call, jobs.len()).await
     }
 
     /// The script call's arguments (see `reserve.lua`); every job is on the first one's
     /// clock.
-    fn call(&self, jobs: &[Job]) -> ScriptCall<'_> {
+    fn script_call(&self, jobs: &[Job]) -> ScriptCall<'_> {
         let sender = &self.sender;
         let mut cache = sender.keys.lock();
         let asks: usize = jobs.iter().map(|job| job.asks.len()).sum();

@@ -142,10 +142,6 @@ impl SettleBatch {
                 }
             }
         }
-        let mut conn = self.redis.conn().await?;
-        match call.run::<i64>(&mut conn.conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.redis.fail(&mut conn, &e)),
-        }
+        self.redis.run::<i64>(&call).await.map(|_| ())
     }
 }
