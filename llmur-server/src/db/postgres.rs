@@ -4,7 +4,8 @@
 //! Owns: the pool, migrations (through diesel-async's `AsyncConnectionWrapper`, under an
 //! advisory lock so replicas starting together do not race), and how an operation gets a
 //! connection — reads on a pooled connection, consistent reads in a `REPEATABLE READ, READ
-//! ONLY` transaction, writes in a transaction. Must not touch: the queries themselves
+//! ONLY` transaction, writes in a transaction (request log batches: one statement, see
+//! `postgres/log_insert.rs`). Must not touch: the queries themselves
 //! (`ops/`, mounted here with this module's `Conn`, `Db` and `write_log_rows`).
 
 use std::fmt;
@@ -19,8 +20,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use llmur_core::StoreResult;
 
 use super::error::{DbResult, from_pool, internal, unavailable};
-use super::rows::RequestLogRow;
-use super::schema::request_logs;
+use super::rows::{RequestLogColumns, RequestLogRow};
 use super::{BoxFut, higher_ranked, redact};
 
 /// The connection type the shared queries run on.
@@ -28,6 +28,7 @@ pub(crate) type Conn = AsyncPgConnection;
 /// The store type the shared queries take.
 pub(crate) type Db = PostgresStore;
 
+mod log_insert;
 #[expect(
     clippy::duplicate_mod,
     reason = "the shared queries are compiled once per backend, see db/ops/mod.rs"
@@ -121,47 +122,18 @@ impl PostgresStore {
     }
 }
 
-/// Writes a batch of request log rows in one transaction, many per statement.
-///
-/// Every statement inserts a power of two of rows, 128 down to 1 (a batch of 12 is one
-/// statement of 8 and one of 4): an `INSERT` of a fixed number of rows is the same SQL
-/// every time, so diesel prepares it once per connection and PostgreSQL neither parses nor
-/// plans it again. An `INSERT` of however many rows a batch has is new SQL each time:
-/// built, parsed and planned per batch, about twice PostgreSQL's time for the same rows.
+/// Writes a batch of request log rows with one statement (`postgres/log_insert.rs`): every
+/// column is one array parameter, so the statement is the same for every batch, prepared
+/// once per connection, and a single statement is atomic without a transaction around it
+/// (which would cost a `BEGIN` and a `COMMIT` round trip per batch).
 async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
-    db.write(move |conn| {
-        Box::pin(async move {
-            let mut rest = rows.as_slice();
-            while !rest.is_empty() {
-                rest = insert_logs_head(conn, rest).await?;
-            }
-            Ok(())
-        })
-    })
-    .await
-}
-
-/// Inserts the largest power-of-two head of `rows` (at most 128) in one statement;
-/// returns the rows left.
-async fn insert_logs_head<'r>(
-    conn: &mut Conn,
-    rows: &'r [RequestLogRow],
-) -> DbResult<&'r [RequestLogRow]> {
-    macro_rules! insert_head {
-        ($($n:literal),+) => {
-            $(
-                if let Some((head, tail)) = rows.split_first_chunk::<$n>() {
-                    diesel::insert_into(request_logs::table)
-                        .values(head)
-                        .execute(conn)
-                        .await?;
-                    return Ok(tail);
-                }
-            )+
-        };
-    }
-    insert_head!(128, 64, 32, 16, 8, 4, 2, 1);
-    Ok(rows)
+    let mut conn = db.pool.get().await.map_err(from_pool)?;
+    let conn: &mut Conn = &mut conn;
+    log_insert::InsertLogs(RequestLogColumns::new(&rows))
+        .execute(conn)
+        .await
+        .map_err(super::error::from_diesel)?;
+    Ok(())
 }
 
 /// Applies pending migrations to the database at `url`.

@@ -136,7 +136,7 @@ mod catalog;
 
 pub(crate) use catalog::{
     ConnectionChanges, ConnectionDeploymentRow, ConnectionRow, DeploymentChanges, DeploymentRow,
-    RequestLogRow, VirtualKeyChanges, VirtualKeyDeploymentRow, VirtualKeyRow,
+    RequestLogColumns, RequestLogRow, VirtualKeyChanges, VirtualKeyDeploymentRow, VirtualKeyRow,
 };
 
 // --- users and sessions
