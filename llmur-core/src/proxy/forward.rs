@@ -16,6 +16,7 @@ use super::body::ProxyBody;
 use super::headers::downstream_headers;
 use super::limits::{Admit, Charge, Limiter, refusal_error, settle_unused};
 use super::stream::SseRelay;
+use super::urls::UrlCache;
 use crate::error::{Error, ErrorKind};
 use crate::model::{Connection, Deployment, VirtualKey};
 use crate::provider::{Call, StreamState};
@@ -32,18 +33,42 @@ pub(crate) struct Upstream {
     pub(crate) connect_timeout: Duration,
     /// Until the response head (and, for non-streams, the whole body).
     pub(crate) timeout: Duration,
+    /// `client`'s upstream URLs, parsed once.
+    pub(crate) urls: Arc<UrlCache>,
 }
 
 impl Upstream {
     async fn send(&self, request: http::Request<Bytes>) -> Result<reqwest::Response, Error> {
-        let request = reqwest::Request::try_from(request).map_err(|e| {
-            Error::new(ErrorKind::Internal, "could not build the upstream request").with_source(e)
-        })?;
+        let request = self.reqwest_request(request)?;
         match tokio::time::timeout(self.timeout, self.client.execute(request)).await {
             Err(_) => Err(timeout_error()),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(transport_error(e)),
         }
+    }
+
+    /// `request` as reqwest's, with its URL from the cache: what
+    /// `reqwest::Request::try_from` gives, without printing and parsing the URI again.
+    fn reqwest_request(&self, request: http::Request<Bytes>) -> Result<reqwest::Request, Error> {
+        let (parts, body) = request.into_parts();
+        let url = match self.urls.get(&parts.uri) {
+            // reqwest's request has no public way to take extensions; a request with some
+            // (none of llmur's providers sets any) goes the long way and keeps them.
+            Some(url) if parts.extensions.is_empty() => url,
+            _ => {
+                return reqwest::Request::try_from(http::Request::from_parts(parts, body)).map_err(
+                    |e| {
+                        Error::new(ErrorKind::Internal, "could not build the upstream request")
+                            .with_source(e)
+                    },
+                );
+            }
+        };
+        let mut out = reqwest::Request::new(parts.method, url);
+        *out.headers_mut() = parts.headers;
+        *out.version_mut() = parts.version;
+        *out.body_mut() = Some(body.into());
+        Ok(out)
     }
 }
 

@@ -12,6 +12,7 @@ mod layer;
 mod limits;
 mod read;
 mod stream;
+mod urls;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -166,6 +167,7 @@ impl ProxyBuilder {
                     own_client,
                     connect_timeout: self.connect_timeout,
                     timeout: self.timeout,
+                    urls: Arc::default(),
                 },
                 limiter: Limiter {
                     counter: self.counter,
@@ -228,6 +230,7 @@ impl Proxy {
         let mut shared = Shared::clone(&self.shared);
         if shared.upstream.own_client {
             shared.upstream.client = http_client(shared.upstream.connect_timeout)?;
+            shared.upstream.urls = Arc::default();
         }
         Ok(Proxy {
             shared: Arc::new(shared),
