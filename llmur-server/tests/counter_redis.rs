@@ -689,6 +689,25 @@ async fn a_cancelled_ticket_is_undone_or_never_applies() {
     c.cancel(&asks, late).await.expect("cancel first");
     assert!(c.reserve_tagged(&asks, now, late).await.is_err());
     assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
+
+    // Refused: no ticket is written, so its cancel takes nothing back out.
+    let refused = Uuid::new_v4();
+    let too_much = [ask(tokens, 1_000, 901)];
+    assert!(matches!(
+        c.reserve_tagged(&too_much, now, refused)
+            .await
+            .expect("refused reserve"),
+        Decision::Refused(_)
+    ));
+    let ticket_key = format!("{prefix}:ticket:{refused}");
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&ticket_key)
+        .query_async(&mut conn)
+        .await
+        .expect("EXISTS");
+    assert!(!exists, "a refused reservation leaves no ticket");
+    c.cancel(&too_much, refused).await.expect("cancel refused");
+    assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
     cleanup(&mut conn, &prefix).await;
 }
 

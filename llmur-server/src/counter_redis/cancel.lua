@@ -6,16 +6,17 @@
 -- ARGV[3i], ARGV[3i+1], ARGV[3i+2]   ask i: its bucket's field, window kind, amount
 --
 -- When the ticket's reserve was applied (its ticket key holds the reserve's `now`),
--- subtract its amounts from the same window hashes (never below 0) and delete the ticket.
--- Either way leave a tombstone ({ticket}:x, 10 min) so a reserve still queued never
--- applies. Reply: 3. Idempotent.
+-- subtract its amounts from the same window hashes (never below 0). Either way the ticket
+-- key becomes a tombstone ('x', 10 min): a reserve still queued finds the key taken
+-- (reserve.lua's SET NX) and never applies, and a second cancel undoes nothing. Reply: 3.
+-- Idempotent.
 
 local ticket = ARGV[1]
 local prefix = ARGV[2]
 local TOMBSTONE_MS = 600000
 
 local applied = redis.call('GET', ticket)
-if applied then
+if applied and applied ~= 'x' then
   local at = tonumber(applied)
   for i = 1, (#ARGV - 2) / 3 do
     local k = 3 * i
@@ -26,10 +27,9 @@ if applied then
     if current then
       local after = tonumber(current) - tonumber(ARGV[k + 2])
       if after < 0 then after = 0 end
-      redis.call('HSET', key, ARGV[k], after)
+      redis.call('HSET', key, ARGV[k], string.format('%d', after))
     end
   end
-  redis.call('DEL', ticket)
 end
-redis.call('SET', ticket .. ':x', '1', 'PX', TOMBSTONE_MS)
+redis.call('SET', ticket, 'x', 'PX', TOMBSTONE_MS)
 return 3
