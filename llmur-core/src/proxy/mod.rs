@@ -424,6 +424,10 @@ mod tests {
         ));
         assert!(Arc::ptr_eq(&proxy.shared.sink, &fork.shared.sink));
         assert!(fork.shared.upstream.own_client);
+        assert!(!Arc::ptr_eq(
+            &proxy.shared.upstream.urls,
+            &fork.shared.upstream.urls
+        ));
         fork.overhead().record(Duration::from_micros(70));
         assert_eq!(proxy.overhead().snapshot().count, 1);
     }

@@ -46,6 +46,7 @@
 local grace = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local TICKET_MS = 60000
+local format = string.format
 local HASHTABLE_FIELD = 'llmur:this-field-is-longer-than-64-bytes-so-the-hash-is-a-hash-table'
 
 local now
@@ -60,7 +61,7 @@ end
 local ngroups = tonumber(ARGV[4])
 local pos = 5
 local keys, ends, first, base, size, fresh = {}, {}, {}, {}, {}, {}
-local value, group_of = {}, {}
+local value = {}
 local nslots = 0
 for g = 1, ngroups do
   local kind, m = ARGV[pos], tonumber(ARGV[pos + 1])
@@ -77,11 +78,17 @@ for g = 1, ngroups do
     else
       value[nslots + j] = 0
     end
-    group_of[nslots + j] = g
   end
   keys[g], ends[g], first[g], base[g], size[g], fresh[g] = key, e, a, nslots, m, not any
   nslots = nslots + m
   pos = a + m
+end
+
+-- The end of the window of slot `s` (for a refusal).
+local function end_of(s)
+  local g = ngroups
+  while base[g] >= s do g = g - 1 end
+  return ends[g]
 end
 
 local count = tonumber(ARGV[pos])
@@ -106,6 +113,9 @@ end
 -- there already, cancel.lua left it (the caller gave up on this reservation), and the
 -- reservation is cancelled instead; one that does not fit writes nothing, ticket or not.
 local replies, keep = {}, {}
+-- With one reservation, every slot is one of its asks: if it is admitted, every slot is
+-- written (`all_kept`), without marking them one by one in `keep`.
+local single, all_kept = count == 1, false
 for r = 1, count do
   local packed = ARGV[pos + 2 * r - 1]
   local n = #packed / 8
@@ -116,7 +126,7 @@ for r = 1, count do
     local s = v[3 * i - 2]
     local used = value[s]
     if used + v[3 * i] > v[3 * i - 1] then
-      refused = {0, now, i, used, ends[group_of[s]]}
+      refused = {0, now, i, used, end_of(s)}
       break
     end
   end
@@ -131,9 +141,10 @@ for r = 1, count do
       local s = v[3 * i - 2]
       local used = value[s] + v[3 * i]
       value[s] = used
-      keep[s] = true
+      if not single then keep[s] = true end
       reply[i + 2] = used
     end
+    all_kept = single
     replies[r] = pack(reply)
   end
 end
@@ -144,15 +155,16 @@ end
 -- about 2 % of the script's instructions). A hash that may be new gets its TTL, relative
 -- to `now` so a caller's (fake) clock gets the same lifetime as the server's.
 for g = 1, ngroups do
-  local w = {}
+  local w, nw = {}, 0
   local a, b = first[g] - 1, base[g]
   for j = 1, size[g] do
-    if keep[b + j] then
-      w[#w + 1] = ARGV[a + j]
-      w[#w + 1] = string.format('%d', value[b + j])
+    if all_kept or keep[b + j] then
+      w[nw + 1] = ARGV[a + j]
+      w[nw + 2] = format('%d', value[b + j])
+      nw = nw + 2
     end
   end
-  if #w > 0 then
+  if nw > 0 then
     local key = keys[g]
     if fresh[g] then
       w[#w + 1] = HASHTABLE_FIELD
