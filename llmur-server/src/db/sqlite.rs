@@ -188,6 +188,30 @@ impl SqliteStore {
     }
 }
 
+/// Inserts the largest power-of-two head of `rows` (at most 64) with one statement;
+/// returns the rows left. Each size is the same SQL every time, so diesel prepares it once
+/// per connection and finds it by its type.
+fn insert_logs_head<'r>(
+    conn: &mut diesel::SqliteConnection,
+    rows: &'r [RequestLogRow],
+) -> QueryResult<&'r [RequestLogRow]> {
+    macro_rules! insert_head {
+        ($($n:literal),+) => {
+            $(
+                if let Some((head, tail)) = rows.split_first_chunk::<$n>() {
+                    diesel::RunQueryDsl::execute(
+                        diesel::insert_into(request_logs::table).values(head),
+                        conn,
+                    )?;
+                    return Ok(tail);
+                }
+            )+
+        };
+    }
+    insert_head!(64, 32, 16, 8, 4, 2, 1);
+    Ok(rows)
+}
+
 /// Replaces a writer connection left inside a transaction it can no longer end (a failed
 /// rollback, a panic mid-write) by a fresh one, so one bad write cannot wedge every later
 /// one. (An in-memory database cannot be reopened; its store keeps the connection.)
@@ -199,21 +223,21 @@ async fn heal(conn: &mut Conn, path: String) -> DbResult<()> {
     Ok(())
 }
 
-/// Writes a batch of request log rows in one `BEGIN IMMEDIATE` transaction, one statement
-/// per row, all in a single blocking call on the writer: diesel has no multi-row `INSERT`
-/// for SQLite with defaultable columns, and every blocking hop (a thread wake-up each way)
-/// costs more than the rows — `write` would take three (begin, rows, commit).
+/// Writes a batch of request log rows in one `BEGIN IMMEDIATE` transaction, as `INSERT`s
+/// of 64, 32, …, 1 rows (`insert_logs_head`), all in a single blocking call on the writer:
+/// every blocking hop (a thread wake-up each way) costs more than the rows — `write` would
+/// take three (begin, rows, commit). Multi-row statements work because a row's empty
+/// fields are bound as `NULL`, not `DEFAULT` (see `RequestLogRow`); one statement per row
+/// paid diesel's statement lookup and SQLite's step setup per row.
 async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
     db.on_writer(Mode::Plain, move |conn| {
         Box::pin(async move {
             let inserted = conn
                 .spawn_blocking(move |conn| {
                     conn.immediate_transaction(|conn| {
-                        for row in &rows {
-                            diesel::RunQueryDsl::execute(
-                                diesel::insert_into(request_logs::table).values(row),
-                                conn,
-                            )?;
+                        let mut rest = rows.as_slice();
+                        while !rest.is_empty() {
+                            rest = insert_logs_head(conn, rest)?;
                         }
                         QueryResult::Ok(())
                     })
