@@ -343,10 +343,11 @@ impl Record for VirtualKeyDeploymentRow {
 /// A request log row (without `seq`, which the database assigns).
 ///
 /// `None` is inserted as `NULL`, not as `DEFAULT` (`treat_none_as_default_value = false`;
-/// the columns have no defaults, so the rows are the same): every single-row insert is then
-/// one statement that diesel prepares once and finds by its type. With `DEFAULT` diesel
-/// counts the statement as uncacheable and rebuilt and re-prepared the SQL for every row:
-/// a tenth of the embedded server's instructions per request.
+/// the columns have no defaults, so the rows are the same): an insert of a fixed number of
+/// rows is then one statement that diesel prepares once and finds by its type (SQLite
+/// writes batches that way; PostgreSQL sends columns as arrays, see `RequestLogColumns`).
+/// With `DEFAULT` diesel counts the statement as uncacheable and rebuilt and re-prepared
+/// the SQL for every row: a tenth of the embedded server's instructions per request.
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = request_logs, treat_none_as_default_value = false)]
 pub(crate) struct RequestLogRow {
