@@ -133,9 +133,101 @@ pub fn has_object_value(json: &[u8], key: &str) -> bool {
     })
 }
 
+/// Where the value of the top-level member `key` of a JSON object starts (after its colon
+/// and any whitespace), found in one pass over the text without parsing or validating it:
+/// strings are skipped whole (so a key inside a string is never found) and members of
+/// nested objects are not top-level. Keys are compared as written, so one spelled with
+/// escapes is not found. `None` when the text is not an object or has no such member.
+pub fn top_level_member(json: &[u8], key: &str) -> Option<usize> {
+    let key = key.as_bytes();
+    let mut i = json.iter().position(|b| !b.is_ascii_whitespace())?;
+    if json[i] != b'{' {
+        return None;
+    }
+    i += 1;
+    let mut depth = 1usize;
+    let mut expect_key = true;
+    while let Some(&b) = json.get(i) {
+        match b {
+            b'"' => {
+                let start = i + 1;
+                let end = string_end(json, start)?;
+                i = end + 1;
+                if depth == 1 && expect_key {
+                    expect_key = false;
+                    if &json[start..end] == key {
+                        let mut j = skip_whitespace(json, i);
+                        if json.get(j) != Some(&b':') {
+                            return None;
+                        }
+                        j = skip_whitespace(json, j + 1);
+                        return (j < json.len()).then_some(j);
+                    }
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return None;
+                }
+            }
+            b',' if depth == 1 => expect_key = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of the quote that ends the JSON string whose text starts at `from`.
+fn string_end(json: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let at = from + memchr::memchr2(b'"', b'\\', json.get(from..)?)?;
+        if json[at] == b'"' {
+            return Some(at);
+        }
+        from = at + 2;
+    }
+}
+
+fn skip_whitespace(json: &[u8], mut i: usize) -> usize {
+    while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_level_member_finds_only_the_objects_own_keys() {
+        fn at(json: &str) -> Option<&str> {
+            top_level_member(json.as_bytes(), "usage").map(|i| &json[i..])
+        }
+        assert_eq!(
+            at(r#"{"id":"x","usage":{"prompt_tokens":1}}"#),
+            Some(r#"{"prompt_tokens":1}}"#)
+        );
+        assert_eq!(at(" {\n \"usage\" :\t null }"), Some("null }"));
+        // Nested members, keys inside strings, escaped quotes: not top-level keys.
+        let tricky = r#"{"choices":[{"usage":1,"message":{"content":"\"usage\": 2, \\"}}],"note":"usage","usage":3}"#;
+        assert_eq!(at(tricky), Some("3}"));
+        assert_eq!(at(r#"{"a":{"usage":1},"b":[{"usage":2}]}"#), None);
+        assert_eq!(at(r#"{"a":"usage","b":"\"usage\":1"}"#), None);
+        // Values that look like keys are not keys.
+        assert_eq!(at(r#"{"a":"usage"}"#), None);
+        // Not an object, cut short, empty.
+        assert_eq!(at(r#"["usage",1]"#), None);
+        assert_eq!(at(r#"{"usage""#), None);
+        assert_eq!(at(r#"{"usage":"#), None);
+        assert_eq!(at(r#"{"a":"unterminated"#), None);
+        assert_eq!(at(""), None);
+        assert_eq!(at("}"), None);
+    }
 
     fn events_of(pieces: &[&[u8]]) -> Vec<Bytes> {
         let mut s = SseScanner::new();

@@ -75,12 +75,6 @@ pub fn build_request(
 }
 
 #[derive(Deserialize)]
-struct UsageOnly {
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
 struct ChunkUsage {
     #[serde(default)]
     usage: Option<Usage>,
@@ -90,9 +84,12 @@ struct ChunkUsage {
 
 /// Rewrites a complete body's `model` and reads its `usage`.
 pub fn decode_response(body: Bytes, state: &StreamState) -> Decoded {
-    let usage = serde_json::from_slice::<UsageOnly>(&body)
-        .ok()
-        .and_then(|u| u.usage);
+    // Only the top-level `usage` member is parsed: skipping the rest with serde cost more
+    // than all else here (and an embeddings answer is mostly numbers to skip).
+    let usage = crate::sse::top_level_member(&body, "usage").and_then(|at| {
+        let mut value = serde_json::Deserializer::from_slice(&body[at..]);
+        <Option<Usage>>::deserialize(&mut value).ok().flatten()
+    });
     Decoded {
         body: rewrite_model(body, &state.model_json),
         usage,
@@ -184,6 +181,31 @@ fn wrap_error(status: StatusCode, body: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_s_usage_is_its_top_level_member() {
+        let state = StreamState::new("my-dep", false);
+        let body = Bytes::from_static(
+            br#"{"id":"x","model":"gpt-4o","choices":[{"message":{"content":"{\"usage\":{\"prompt_tokens\":999}}"}}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#,
+        );
+        let decoded = decode_response(body, &state);
+        assert_eq!(
+            decoded.usage,
+            Some(Usage {
+                prompt_tokens: 12,
+                completion_tokens: 3
+            })
+        );
+        assert!(decoded.body.starts_with(br#"{"id":"x","model":"my-dep","#));
+        for body in [
+            &br#"{"id":"x","usage":null}"#[..],
+            br#"{"id":"x","choices":[{"usage":{"prompt_tokens":1}}]}"#,
+            br#"not json"#,
+        ] {
+            let decoded = decode_response(Bytes::from_static(body), &state);
+            assert_eq!(decoded.usage, None, "{}", String::from_utf8_lossy(body));
+        }
+    }
 
     #[test]
     fn rewrites_model_only_when_different() {
