@@ -700,11 +700,7 @@ async fn a_cancelled_ticket_is_undone_or_never_applies() {
         Decision::Refused(_)
     ));
     let ticket_key = format!("{prefix}:ticket:{refused}");
-    let exists: bool = redis::cmd("EXISTS")
-        .arg(&ticket_key)
-        .query_async(&mut conn)
-        .await
-        .expect("EXISTS");
+    let exists: bool = conn.exists(&ticket_key).await.expect("EXISTS");
     assert!(!exists, "a refused reservation leaves no ticket");
     c.cancel(&too_much, refused).await.expect("cancel refused");
     assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);

@@ -97,12 +97,12 @@ pos = pos + 1
 -- struct's format for n little-endian doubles.
 local formats = {}
 local function doubles(n)
-  local format = formats[n]
-  if not format then
-    format = string.rep('<d', n)
-    formats[n] = format
+  local f = formats[n]
+  if not f then
+    f = string.rep('<d', n)
+    formats[n] = f
   end
-  return format
+  return f
 end
 local function pack(values)
   return struct.pack(doubles(#values), unpack(values))
@@ -167,12 +167,11 @@ for g = 1, ngroups do
   if nw > 0 then
     local key = keys[g]
     if fresh[g] then
-      w[#w + 1] = HASHTABLE_FIELD
-      w[#w + 1] = 1
-      redis.call('HSET', key, unpack(w))
+      w[nw + 1], w[nw + 2] = HASHTABLE_FIELD, 1
+    end
+    redis.call('HSET', key, unpack(w))
+    if fresh[g] then
       redis.call('PEXPIRE', key, ends[g] - now + grace)
-    else
-      redis.call('HSET', key, unpack(w))
     end
   end
 end

@@ -122,18 +122,21 @@ impl PostgresStore {
     }
 }
 
-/// Writes a batch of request log rows with one statement (`postgres/log_insert.rs`): every
+/// Writes a batch of request log rows with one statement (`postgres/log_insert.rs`) on a
+/// pooled connection (`read`: no transaction): every
 /// column is one array parameter, so the statement is the same for every batch, prepared
 /// once per connection, and a single statement is atomic without a transaction around it
 /// (which would cost a `BEGIN` and a `COMMIT` round trip per batch).
 async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
-    let mut conn = db.pool.get().await.map_err(from_pool)?;
-    let conn: &mut Conn = &mut conn;
-    log_insert::InsertLogs(RequestLogColumns::new(&rows))
-        .execute(conn)
-        .await
-        .map_err(super::error::from_diesel)?;
-    Ok(())
+    db.read(move |conn| {
+        Box::pin(async move {
+            log_insert::InsertLogs(RequestLogColumns::new(&rows))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    })
+    .await
 }
 
 /// Applies pending migrations to the database at `url`.

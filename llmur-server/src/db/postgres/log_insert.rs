@@ -29,52 +29,50 @@ impl QueryId for InsertLogs<'_> {
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
+/// Pushes `INSERT INTO request_logs (columns) SELECT * FROM unnest($1, …)` with one array
+/// parameter per listed column, so the column list and the parameters cannot drift apart.
+macro_rules! insert_from_arrays {
+    ($out:ident, $columns:ident; $first:ident: $first_ty:ty $(, $name:ident: $ty:ty)* $(,)?) => {{
+        $out.push_sql(concat!(
+            "INSERT INTO request_logs (",
+            stringify!($first),
+            $(", ", stringify!($name),)*
+            ") SELECT * FROM unnest("
+        ));
+        $out.push_bind_param::<Array<$first_ty>, _>(&$columns.$first)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<Array<$ty>, _>(&$columns.$name)?;
+        )*
+        $out.push_sql(")");
+    }};
+}
+
 impl QueryFragment<Pg> for InsertLogs<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let c = &self.0;
-        out.push_sql(
-            "INSERT INTO request_logs (id, request_id, virtual_key_id, project_id, \
-             deployment_id, deployment, connection_id, upstream_model, endpoint, stream, \
-             status, prompt_tokens, completion_tokens, usage_source, cost_usd, started_at, \
-             ttfb_us, duration_us, client_disconnected, error) SELECT * FROM unnest(",
+        insert_from_arrays!(out, c;
+            id: Text,
+            request_id: Text,
+            virtual_key_id: Text,
+            project_id: Text,
+            deployment_id: Text,
+            deployment: Text,
+            connection_id: Text,
+            upstream_model: Text,
+            endpoint: Text,
+            stream: Bool,
+            status: Integer,
+            prompt_tokens: BigInt,
+            completion_tokens: BigInt,
+            usage_source: Text,
+            cost_usd: Nullable<Double>,
+            started_at: BigInt,
+            ttfb_us: Nullable<BigInt>,
+            duration_us: BigInt,
+            client_disconnected: Bool,
+            error: Nullable<Text>,
         );
-        out.push_bind_param::<Array<Text>, _>(&c.id)?;
-        for column in [
-            &c.request_id,
-            &c.virtual_key_id,
-            &c.project_id,
-            &c.deployment_id,
-            &c.deployment,
-            &c.connection_id,
-            &c.upstream_model,
-            &c.endpoint,
-        ] {
-            out.push_sql(", ");
-            out.push_bind_param::<Array<Text>, _>(column)?;
-        }
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Bool>, _>(&c.stream)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Integer>, _>(&c.status)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&c.prompt_tokens)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&c.completion_tokens)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.usage_source)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Double>>, _>(&c.cost_usd)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&c.started_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&c.ttfb_us)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&c.duration_us)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Bool>, _>(&c.client_disconnected)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.error)?;
-        out.push_sql(")");
         Ok(())
     }
 }
