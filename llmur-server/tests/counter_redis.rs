@@ -167,12 +167,14 @@ async fn windows_come_from_the_server_clock() {
             (hash.as_str(), field.as_str()),
             (
                 format!("{prefix}:{}:{}", window.as_str(), p.window_start).as_str(),
-                format!("project:{}:tokens", b.id).as_str()
+                format!("project:{}", b.id).as_str()
             ),
             "key layout"
         );
-        let stored: Option<u64> = conn.hget(&hash, &field).await.expect("HGET");
-        assert_eq!(stored, Some(4));
+        let stored: Vec<u8> = conn.hget(&hash, &field).await.expect("HGET");
+        assert_eq!(stored.len(), 24, "three packed doubles");
+        assert_eq!(RedisCounter::unpack_count(&stored, Metric::Tokens), Some(4));
+        assert_eq!(RedisCounter::unpack_count(&stored, Metric::Requests), Some(0));
         // A refusal reports the server's time.
         let before = server_now(&mut conn).await;
         let refusal = match c.reserve(&[ask(b, 10, 7)], 0).await.expect("reserve") {
@@ -593,8 +595,12 @@ async fn window_hashes_are_hash_tables_from_the_start() {
             .await
             .expect("OBJECT ENCODING");
         assert_eq!(encoding, "hashtable", "{key}");
-        let used: i64 = conn.hget(&key, &field).await.expect("HGET");
-        assert_eq!(used, 1, "{key} {field}");
+        let stored: Vec<u8> = conn.hget(&key, &field).await.expect("HGET");
+        assert_eq!(
+            RedisCounter::unpack_count(&stored, Metric::Requests),
+            Some(1),
+            "{key} {field}"
+        );
     }
     cleanup(&mut conn, &prefix).await;
 }
@@ -806,7 +812,7 @@ async fn batched_reserves_on_different_clocks_in_one_window_share_its_hash() {
     used.sort_unstable();
     assert_eq!(used, (1..=60).map(|n| n * 5).collect::<Vec<_>>());
     let (hash, field) = c.location(&b, start);
-    let stored: Option<u64> = conn.hget(&hash, &field).await.expect("HGET");
-    assert_eq!(stored, Some(300));
+    let stored: Vec<u8> = conn.hget(&hash, &field).await.expect("HGET");
+    assert_eq!(RedisCounter::unpack_count(&stored, b.metric), Some(300));
     cleanup(&mut conn, &prefix).await;
 }

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use llmur_core::counter::Metric;
+use llmur_server::counter_redis::RedisCounter;
 use llmur_server::db::testing::{TempDatabaseGuard, fresh_postgres_database};
 use llmur_testkit::{Flavor, Latency, MockServer, Script};
 use process_support::{Instance, spawn_llmur};
@@ -235,33 +237,45 @@ fn check_refusals(refused: &[&Outcome], metric: &str) -> String {
         assert_eq!(error["llmur"]["id"], id.as_str(), "{}", r.body);
         assert!(r.retry_after.is_some(), "429 without Retry-After");
     }
-    // The day's window hash and the key's field in it (see `RedisCounter::location`),
-    // as "{hash} {field}".
+    // The day's window hash, the key's field in it and the metric (see
+    // `RedisCounter::location`), as "{hash} {field} {metric}".
     format!(
-        "llmur:rl:day:{} virtual_key:{id}:{metric}",
+        "llmur:rl:day:{} virtual_key:{id} {metric}",
         resets_at - DAY_MS
     )
 }
 
-/// A bucket's count at its location, "{hash} {field}".
+/// A bucket's count at its location, "{hash} {field} {metric}".
 async fn redis_get(location: &str) -> Option<i64> {
-    let (hash, field) = location.split_once(' ').expect("hash and field");
+    let mut parts = location.split(' ');
+    let (Some(hash), Some(field), Some(metric)) = (parts.next(), parts.next(), parts.next())
+    else {
+        unreachable!("hash, field and metric in {location}")
+    };
+    let metric: Metric = serde_json::from_value(serde_json::json!(metric)).expect("a metric");
     let client = redis::Client::open(redis_url()).expect("Redis URL");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("Redis reachable");
-    redis::cmd("HGET")
+    let stored: Option<Vec<u8>> = redis::cmd("HGET")
         .arg(hash)
         .arg(field)
         .query_async(&mut conn)
         .await
-        .expect("HGET")
+        .expect("HGET");
+    stored.map(|value| {
+        let count = RedisCounter::unpack_count(&value, metric).expect("three packed counts");
+        i64::try_from(count).expect("a count below 2^53")
+    })
 }
 
-/// Removes a bucket this run made (it would expire by itself a day later).
+/// Removes an entity's counts this run made (they would expire by themselves a day later).
 async fn redis_del(location: &str) {
-    let (hash, field) = location.split_once(' ').expect("hash and field");
+    let mut parts = location.split(' ');
+    let (Some(hash), Some(field)) = (parts.next(), parts.next()) else {
+        unreachable!("hash and field in {location}")
+    };
     let client = redis::Client::open(redis_url()).expect("Redis URL");
     let mut conn = client
         .get_multiplexed_async_connection()

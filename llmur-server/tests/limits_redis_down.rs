@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use llmur_core::counter::Metric;
+use llmur_server::counter_redis::RedisCounter;
 use llmur_server::{Config, RunningServer};
 use llmur_testkit::{Flavor, Latency, MockServer, Script};
 use serde_json::{Value, json};
@@ -111,21 +113,27 @@ impl PrivateRedis {
         }
     }
 
-    /// A bucket's count at its location, "{hash} {field}" (see
-    /// `RedisCounter::location`).
+    /// A bucket's count at its location, "{hash} {field}:{metric}" (see
+    /// `RedisCounter::location`: the field holds the entity's three counts).
     async fn get(&self, location: &str) -> Option<i64> {
-        let (hash, field) = location.split_once(' ').expect("hash and field");
+        let (hash, bucket) = location.split_once(' ').expect("hash and bucket");
+        let (field, metric) = bucket.rsplit_once(':').expect("field and metric");
+        let metric: Metric = serde_json::from_value(json!(metric)).expect("a metric");
         let client = redis::Client::open(self.url()).expect("Redis URL");
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
             .expect("private Redis reachable");
-        redis::cmd("HGET")
+        let stored: Option<Vec<u8>> = redis::cmd("HGET")
             .arg(hash)
             .arg(field)
             .query_async(&mut conn)
             .await
-            .expect("HGET")
+            .expect("HGET");
+        stored.map(|value| {
+            let count = RedisCounter::unpack_count(&value, metric).expect("three packed counts");
+            i64::try_from(count).expect("a count below 2^53")
+        })
     }
 }
 

@@ -43,24 +43,32 @@ impl UsageCounter for MemoryCounter {
             counts
                 .retain(|(bucket, start), _| bucket.window.end(*start) + SETTLE_GRACE_MS > now_ms);
         }
-        for ask in asks {
-            let start = ask.bucket.window.start(now_ms);
-            let used = counts.get(&(ask.bucket, start)).copied().unwrap_or(0);
-            if used.saturating_add(ask.amount) > ask.limit {
-                return Ok(Decision::Refused(Refusal {
-                    bucket: ask.bucket,
-                    limit: ask.limit,
-                    used,
-                    amount: ask.amount,
-                    resets_at: ask.bucket.window.end(now_ms),
-                    now_ms,
-                }));
-            }
-        }
-        let mut parts = Vec::with_capacity(asks.len());
+        // Each ask is added in turn, so asks on the same bucket add up; the first that
+        // does not fit takes back those added before it.
+        let mut parts: Vec<Part> = Vec::with_capacity(asks.len());
         for ask in asks {
             let start = ask.bucket.window.start(now_ms);
             let used = counts.entry((ask.bucket, start)).or_insert(0);
+            if used.saturating_add(ask.amount) > ask.limit {
+                let refusal = Refusal {
+                    bucket: ask.bucket,
+                    limit: ask.limit,
+                    used: *used,
+                    amount: ask.amount,
+                    resets_at: ask.bucket.window.end(now_ms),
+                    now_ms,
+                };
+                if *used == 0 {
+                    // A refusal leaves nothing behind, not even an empty count.
+                    counts.remove(&(ask.bucket, start));
+                }
+                for part in &parts {
+                    if let Some(used) = counts.get_mut(&(part.bucket, part.window_start)) {
+                        *used = used.saturating_sub(part.amount);
+                    }
+                }
+                return Ok(Decision::Refused(refusal));
+            }
             *used = used.saturating_add(ask.amount);
             parts.push(Part {
                 bucket: ask.bucket,

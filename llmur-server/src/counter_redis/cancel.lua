@@ -3,7 +3,8 @@
 --
 -- ARGV[1]   the ticket key: {prefix}:ticket:{uuid}
 -- ARGV[2]   the key prefix
--- ARGV[3i], ARGV[3i+1], ARGV[3i+2]   ask i: its bucket's field, window kind, amount
+-- ARGV[3i], ARGV[3i+1], ARGV[3i+2]   entity window i: its field (see reserve.lua), window
+--           kind, and the requests, tokens and cost reserved as three little-endian doubles
 --
 -- When the ticket's reserve was applied (its ticket key holds the reserve's `now`),
 -- subtract its amounts from the same window hashes (never below 0). Either way the ticket
@@ -14,6 +15,7 @@
 local ticket = ARGV[1]
 local prefix = ARGV[2]
 local TOMBSTONE_MS = 600000
+local sunpack = struct.unpack
 
 local applied = redis.call('GET', ticket)
 if applied and applied ~= 'x' then
@@ -24,10 +26,14 @@ if applied and applied ~= 'x' then
     local s = bounds(kind, at)
     local key = prefix .. ':' .. kind .. ':' .. int(s)
     local current = redis.call('HGET', key, ARGV[k])
-    if current then
-      local after = tonumber(current) - tonumber(ARGV[k + 2])
-      if after < 0 then after = 0 end
-      redis.call('HSET', key, ARGV[k], string.format('%d', after))
+    if current and #current == 24 then
+      local a, b, c = sunpack('<ddd', current)
+      local x, y, z = sunpack('<ddd', ARGV[k + 2])
+      a, b, c = a - x, b - y, c - z
+      if a < 0 then a = 0 end
+      if b < 0 then b = 0 end
+      if c < 0 then c = 0 end
+      redis.call('HSET', key, ARGV[k], struct.pack('<ddd', a, b, c))
     end
   end
 end

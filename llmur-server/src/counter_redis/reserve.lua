@@ -2,7 +2,9 @@
 -- in order (llmur RedisCounter::reserve). Prepended by windows.lua.
 --
 -- Layout: one hash per window, {prefix}:{window kind}:{window start}, with a field per
--- bucket, {level}:{id}:{metric}, holding the bucket's usage in that window.
+-- entity, {level}:{id}, holding the entity's usage in that window as three little-endian
+-- doubles (24 bytes): requests, tokens, cost in micro-USD. A missing field, or a value of
+-- another size, counts as zero.
 --
 -- ARGV[1]   grace in ms kept after a window's end (so late settles still find it)
 -- ARGV[2]   the key prefix
@@ -10,7 +12,8 @@
 --           caller sends reservations on different clocks in different calls)
 -- ARGV[4]   G, the number of window kinds asked on; then per kind (a group):
 --             its name ('minute', 'hour', 'day', 'week', 'month'), m, and m distinct
---             bucket fields; the fields of all groups, in order, are the slots 1, 2, …
+--             entity fields; the fields of all groups, in order, are the fields 1, 2, …,
+--             and field f's three counts are the slots 3f - 2, 3f - 1, 3f
 -- then      R, the number of reservations; then per reservation:
 --             its ticket key ('' for none): {prefix}:ticket:{uuid};
 --             one string of little-endian doubles, per ask: slot, limit, amount
@@ -22,31 +25,35 @@
 -- and parse than an array of integers):
 --   admitted:  1, now, used_1, ..., used_n (each bucket's count after the add; the
 --              caller derives the windows from `now`)
---   refused:   0, now, i, used_i, end_i for the first bucket without room; the
---              reservation writes nothing;
+--   refused:   0, now, i, used_i, end_i for the first ask without room (its count before
+--              the ask); the reservation writes nothing;
 --   cancelled: 2, now when its ticket was cancelled before the batch ran (a reservation
 --              that does not fit is refused, cancelled or not: nothing is written).
+-- Asks of one reservation on the same bucket add up, as if asked one after the other.
 -- An admitted reservation with a ticket records its `now` under the ticket key (60 s), so
 -- cancel.lua can take its amounts back out of the same windows; the same SET NX finds a
 -- cancel that came first (cancel.lua leaves the key), so a ticket costs one command.
 --
--- Each group's hash is read with one HMGET and written with one HSET (the final counts of
--- the fields the batch admitted something on), so a batch of many requests on the same
--- buckets costs about what one does, and one request costs a handful of commands however
--- many buckets it asks on. The script does as little Lua work per ask as it can: Redis's
--- Lua is slow enough that building tables per ask cost more than the commands did.
+-- Each group's hash is read with one HMGET and written with one HSET (the fields whose
+-- counts changed), so a batch of many requests on the same entities costs about what one
+-- does. The script does as little Lua work per ask as it can: in Redis's Lua every
+-- command argument, every table that grows and every number parsed from or printed to a
+-- string costs more than the arithmetic. Packed doubles are why: one struct.unpack reads
+-- every count the call needs, and struct.pack writes one entity's three counts, where
+-- decimal strings cost a tonumber or a string.format each (about 1,700 instructions).
 --
 -- A hash none of whose read fields existed may be new. It gets its TTL (window end +
 -- grace) in the same script, so no hash ever lives without one, and one field whose name
 -- is longer than `hash-max-listpack-value` (64 bytes by default): that makes Redis keep the
 -- hash as a hash table from the start. A listpack is searched field by field, and a
--- window's hash holds a field per bucket in use, hundreds in a busy tenancy; a hash table
+-- window's hash holds a field per entity in use, hundreds in a busy tenancy; a hash table
 -- finds each field at once.
 
 local grace = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local TICKET_MS = 60000
-local format = string.format
+local sunpack, spack = struct.unpack, struct.pack
+local ZERO = spack('<ddd', 0, 0, 0)
 local HASHTABLE_FIELD = 'llmur:this-field-is-longer-than-64-bytes-so-the-hash-is-a-hash-table'
 
 local now
@@ -57,121 +64,134 @@ else
   now = tonumber(ARGV[3])
 end
 
--- The groups: each one's hash read at once; every slot's count in `value`.
+-- The groups: each one's hash read with one HMGET (a missing field read as ZERO); the
+-- counts of all fields unpacked at once into `value`, three per field.
 local ngroups = tonumber(ARGV[4])
 local pos = 5
-local keys, ends, first, base, size, fresh = {}, {}, {}, {}, {}, {}
-local value = {}
-local nslots = 0
+local groups, reads, nfields = {}, {}, 0
 for g = 1, ngroups do
   local kind, m = ARGV[pos], tonumber(ARGV[pos + 1])
   local s, e = bounds(kind, now)
   local key = prefix .. ':' .. kind .. ':' .. int(s)
   local a = pos + 2
   local got = redis.call('HMGET', key, unpack(ARGV, a, a + m - 1))
-  local any = false
+  local fresh, absent = true, false
   for j = 1, m do
     local v = got[j]
-    if v then
-      any = true
-      value[nslots + j] = tonumber(v)
+    if v and #v == 24 then
+      fresh = false
     else
-      value[nslots + j] = 0
+      got[j] = ZERO
+      absent = absent or {}
+      absent[j] = true
     end
   end
-  keys[g], ends[g], first[g], base[g], size[g], fresh[g] = key, e, a, nslots, m, not any
-  nslots = nslots + m
+  groups[g] = {key, e, a, m, fresh, got, absent}
+  reads[g] = table.concat(got)
+  nfields = nfields + m
   pos = a + m
 end
+local value = {sunpack(string.rep('<ddd', nfields), table.concat(reads))}
 
 -- The end of the window of slot `s` (for a refusal).
 local function end_of(s)
-  local g = ngroups
-  while base[g] >= s do g = g - 1 end
-  return ends[g]
+  local f, g = floor((s - 1) / 3), 1
+  while f >= groups[g][4] do f = f - groups[g][4]; g = g + 1 end
+  return groups[g][2]
 end
 
 local count = tonumber(ARGV[pos])
 pos = pos + 1
 
--- struct's format for n little-endian doubles.
+-- struct's format for n little-endian doubles, made once per size.
 local formats = {}
 local function doubles(n)
   local f = formats[n]
   if not f then
-    f = string.rep('<d', n)
-    formats[n] = f
+    f = string.rep('d', n)
+    formats[n] = '<' .. f
+    f = '<' .. f
   end
   return f
 end
-local function pack(values)
-  return struct.pack(doubles(#values), unpack(values))
-end
+local stamp = ARGV[3] ~= '' and ARGV[3] or int(now)
 
--- Each reservation in order, against the counts left by those before it. One that fits
--- and has a ticket records its `now` under the ticket key first (SET NX): if the key is
--- there already, cancel.lua left it (the caller gave up on this reservation), and the
--- reservation is cancelled instead; one that does not fit writes nothing, ticket or not.
-local replies, keep = {}, {}
--- With one reservation, every slot is one of its asks: if it is admitted, every slot is
--- written (`all_kept`), without marking them one by one in `keep`.
-local single, all_kept = count == 1, false
+-- Each reservation in order, against the counts left by those before it. Its amounts are
+-- added ask by ask, each ask's count after the add kept in its limit's place; the first
+-- ask that does not fit takes back those added before it (refusals are rare) and refuses
+-- the reservation. One that fits and has a ticket records its `now` under the ticket key
+-- (SET NX): if the key is there already, cancel.lua left it (the caller gave up on this
+-- reservation), and the reservation is taken back and cancelled instead.
+local replies, admitted = {}, false
 for r = 1, count do
   local packed = ARGV[pos + 2 * r - 1]
   local n = #packed / 8
-  local v = {struct.unpack(doubles(n), packed)}
+  local v = {sunpack(doubles(n), packed)}
   local asks = n / 3
   local refused
   for i = 1, asks do
-    local s = v[3 * i - 2]
-    local used = value[s]
-    if used + v[3 * i] > v[3 * i - 1] then
-      refused = {0, now, i, used, end_of(s)}
+    local k = 3 * i
+    local s = v[k - 2]
+    local used = value[s] + v[k]
+    if used > v[k - 1] then
+      for j = i - 1, 1, -1 do
+        local t = v[3 * j - 2]
+        value[t] = value[t] - v[3 * j]
+      end
+      refused = spack('<ddddd', 0, now, i, used - v[k], end_of(s))
       break
     end
+    value[s] = used
+    v[k - 1] = used
   end
   local ticket = ARGV[pos + 2 * r - 2]
   if refused then
-    replies[r] = pack(refused)
-  elseif ticket ~= '' and not redis.call('SET', ticket, now, 'NX', 'PX', TICKET_MS) then
-    replies[r] = pack({2, now})
-  else
-    local reply = {1, now}
+    replies[r] = refused
+  elseif ticket ~= '' and not redis.call('SET', ticket, stamp, 'NX', 'PX', TICKET_MS) then
     for i = 1, asks do
       local s = v[3 * i - 2]
-      local used = value[s] + v[3 * i]
-      value[s] = used
-      if not single then keep[s] = true end
-      reply[i + 2] = used
+      value[s] = value[s] - v[3 * i]
     end
-    all_kept = single
-    replies[r] = pack(reply)
+    replies[r] = spack('<dd', 2, now)
+  else
+    -- The counts after the add, moved to the front for the reply.
+    for i = 1, asks do v[i] = v[3 * i - 1] end
+    admitted = true
+    replies[r] = spack(doubles(asks + 2), 1, now, unpack(v, 1, asks))
   end
 end
 
--- One HSET per group the batch admitted something on: the fields' final counts, printed
--- with '%d' (an integer conversion, exact for every count below 2^53; a number passed to
--- redis.call as it is would be printed with '%.17g', which glibc does in multiprecision:
--- about 2 % of the script's instructions). A hash that may be new gets its TTL, relative
--- to `now` so a caller's (fake) clock gets the same lifetime as the server's.
+-- Nothing admitted, nothing written. Otherwise one HSET per group, of the fields whose
+-- packed counts changed (a packed string equal to the one read is the same interned Lua
+-- string, so the test is cheap) and the fields that were missing: an admitted amount of
+-- zero still makes its field and hash exist, so that a settle finds them. (In a batch, a
+-- refused reservation's missing fields may then be written as zeros, which every reader
+-- takes the same as missing.) A hash that may be new gets its TTL, relative to `now` so a
+-- caller's (fake) clock gets the same lifetime as the server's. One `w` serves every
+-- group, so it grows once.
+if not admitted then return replies end
+local f0, w = 0, {}
 for g = 1, ngroups do
-  local w, nw = {}, 0
-  local a, b = first[g] - 1, base[g]
-  for j = 1, size[g] do
-    if all_kept or keep[b + j] then
-      w[nw + 1] = ARGV[a + j]
-      w[nw + 2] = format('%d', value[b + j])
+  local key, e, a, m, fresh, got, absent = unpack(groups[g])
+  local nw = 0
+  for j = 1, m do
+    local k = 3 * (f0 + j)
+    local packed = spack('<ddd', value[k - 2], value[k - 1], value[k])
+    if packed ~= got[j] or (absent and absent[j]) then
+      w[nw + 1] = ARGV[a + j - 1]
+      w[nw + 2] = packed
       nw = nw + 2
     end
   end
+  f0 = f0 + m
   if nw > 0 then
-    local key = keys[g]
-    if fresh[g] then
-      w[nw + 1], w[nw + 2] = HASHTABLE_FIELD, 1
+    if fresh then
+      w[nw + 1], w[nw + 2] = HASHTABLE_FIELD, '1'
+      nw = nw + 2
     end
-    redis.call('HSET', key, unpack(w))
-    if fresh[g] then
-      redis.call('PEXPIRE', key, ends[g] - now + grace)
+    redis.call('HSET', key, unpack(w, 1, nw))
+    if fresh then
+      redis.call('PEXPIRE', key, e - now + grace)
     end
   end
 end

@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8_redis::redis::Script;
-use llmur_core::counter::{Ask, Bucket, CounterError};
+use llmur_core::counter::{Ask, Bucket, CounterError, Level};
 use llmur_core::window::Window;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use super::call::ScriptCall;
-use super::keys::Keys;
+use super::keys::{Keys, metric_index, push_f64};
 use super::{MAX_EXACT, Redis};
 
 /// Most reservations in one script call.
@@ -240,16 +241,18 @@ impl Inner {
             Some(now) => out.arg(now),
             None => out.arg(""),
         };
-        // The groups: per window kind, its distinct buckets in order of first ask; each
-        // ask's (group, position) to number its slot once every group's size is known.
-        // Sized up front: growing them ask by ask was a third of this function's work.
+        // The groups: per window kind, its distinct entities in order of first ask; each
+        // ask's (group, position, metric) to number its slot once every group's size is
+        // known. Sized up front: growing them ask by ask was a third of this function's
+        // work.
         let mut groups: Vec<(Window, Vec<&Bucket>)> = Vec::with_capacity(2);
-        let mut places: FxHashMap<&Bucket, (usize, usize)> =
+        let mut places: FxHashMap<(Level, Uuid, Window), (usize, usize)> =
             FxHashMap::with_capacity_and_hasher(asks, Default::default());
         let mut asked = Vec::with_capacity(asks);
         for ask in jobs.iter().flat_map(|job| &job.asks) {
             let bucket = &ask.bucket;
-            let place = *places.entry(bucket).or_insert_with(|| {
+            let entity = (bucket.level, bucket.id, bucket.window);
+            let (g, j) = *places.entry(entity).or_insert_with(|| {
                 let g = match groups.iter().position(|(w, _)| *w == bucket.window) {
                     Some(g) => g,
                     None => {
@@ -258,18 +261,18 @@ impl Inner {
                     }
                 };
                 groups[g].1.push(bucket);
-                (g, groups[g].1.len())
+                (g, groups[g].1.len() - 1)
             });
-            asked.push(place);
+            asked.push((g, j, metric_index(bucket.metric)));
         }
         let mut base = Vec::with_capacity(groups.len());
         out.arg(groups.len());
-        let mut slots = 0;
-        for (window, buckets) in &groups {
-            base.push(slots);
-            slots += buckets.len();
-            out.arg(window.as_str()).arg(buckets.len());
-            for bucket in buckets {
+        let mut fields = 0;
+        for (window, entities) in &groups {
+            base.push(fields);
+            fields += entities.len();
+            out.arg(window.as_str()).arg(entities.len());
+            for bucket in entities {
                 out.arg(cache.field(bucket));
             }
         }
@@ -282,8 +285,9 @@ impl Inner {
             let (places, tail) = rest.split_at(job.asks.len());
             rest = tail;
             packed.clear();
-            for (ask, &(g, j)) in job.asks.iter().zip(places) {
-                push_f64(&mut packed, (base[g] + j) as f64);
+            for (ask, &(g, j, metric)) in job.asks.iter().zip(places) {
+                // Field f's counts are the slots 3f + 1, 3f + 2, 3f + 3 (Lua counts from 1).
+                push_f64(&mut packed, (3 * (base[g] + j) + metric + 1) as f64);
                 push_f64(&mut packed, ask.limit.min(MAX_EXACT) as f64);
                 push_f64(&mut packed, ask.amount as f64);
             }
@@ -291,13 +295,6 @@ impl Inner {
         }
         out
     }
-}
-
-/// Appends `x` as a little-endian double (what the script's `struct.unpack('<d')` reads).
-/// Every index, amount and limit sent is at most 2^53 - 1, so the conversions to it are
-/// exact.
-fn push_f64(out: &mut Vec<u8>, x: f64) {
-    out.extend_from_slice(&x.to_le_bytes());
 }
 
 impl Sender {

@@ -19,15 +19,16 @@ use tokio::sync::oneshot;
 
 use super::Redis;
 use super::call::ScriptCall;
-use super::keys::Keys;
+use super::keys::{Keys, metric_index, push_f64};
 
 /// A bucket's window: its bucket and the window's start (ms).
 pub(super) type WindowKey = (Bucket, i64);
 
 type Waiter = oneshot::Sender<Result<(), CounterError>>;
 
-/// One bucket's summed correction: its bucket, reserved and actual amounts.
-type Correction<'a> = (&'a Bucket, u64, u64);
+/// One entity's summed corrections in a window: a bucket naming it, then its reserved
+/// requests, tokens and cost and its actual ones (zero where nothing changed).
+type Entity<'a> = (&'a Bucket, [u64; 6]);
 
 #[derive(Default)]
 struct Pending {
@@ -109,36 +110,54 @@ impl SettleBatch {
     }
 
     async fn write(&self, parts: &FxHashMap<WindowKey, (u64, u64)>) -> Result<(), CounterError> {
-        // Grouped by window hash: one HMGET and at most one HSET per hash.
-        let mut hashes: FxHashMap<(Window, i64), Vec<Correction<'_>>> = FxHashMap::default();
+        // Grouped by window hash, then by entity: one HMGET and at most one HSET per hash,
+        // and per entity its reserved and actual amounts by metric (see `settle.lua`).
+        let mut hashes: FxHashMap<(Window, i64), Vec<Entity<'_>>> = FxHashMap::default();
         for ((bucket, start), &(reserved, actual)) in parts {
-            if reserved != actual {
-                hashes
-                    .entry((bucket.window, *start))
-                    .or_default()
-                    .push((bucket, reserved, actual));
+            if reserved == actual {
+                continue;
             }
+            let entities = hashes.entry((bucket.window, *start)).or_default();
+            let at = match entities
+                .iter()
+                .position(|(b, _)| b.level == bucket.level && b.id == bucket.id)
+            {
+                Some(at) => at,
+                None => {
+                    entities.push((bucket, [0; 6]));
+                    entities.len() - 1
+                }
+            };
+            let m = metric_index(bucket.metric);
+            entities[at].1[m] = reserved;
+            entities[at].1[3 + m] = actual;
         }
         if hashes.is_empty() {
             return Ok(());
         }
         let hashes: Vec<_> = hashes.into_iter().collect();
-        let parts: usize = hashes.iter().map(|(_, parts)| parts.len()).sum();
+        let entities: usize = hashes.iter().map(|(_, entities)| entities.len()).sum();
         let mut call = ScriptCall::new(
             &self.script,
             hashes.len(),
-            2 * hashes.len() + 3 * parts,
-            hashes.len() * 64 + parts * 80,
+            2 * hashes.len() + 2 * entities,
+            hashes.len() * 64 + entities * 100,
         );
         for ((window, start), _) in &hashes {
             call.arg(self.keys.hash(*window, *start));
         }
         {
             let mut fields = self.keys.lock();
-            for (_, parts) in &hashes {
-                call.arg(parts.len());
-                for (bucket, reserved, actual) in parts {
-                    call.arg(fields.field(bucket)).arg(*reserved).arg(*actual);
+            let mut packed = Vec::with_capacity(48);
+            for (_, entities) in &hashes {
+                call.arg(entities.len());
+                for (bucket, amounts) in entities {
+                    packed.clear();
+                    for &amount in amounts {
+                        // At most 2^53 - 1 (the counter clamps), so exact as a double.
+                        push_f64(&mut packed, amount as f64);
+                    }
+                    call.arg(fields.field(bucket)).arg(packed.as_slice());
                 }
             }
         }
