@@ -400,9 +400,10 @@ impl UsageCounter for RedisCounter {
         let mut entities: Vec<(&Bucket, [u64; 3])> = Vec::with_capacity(asks.len());
         for ask in asks {
             let b = &ask.bucket;
-            let at = match entities.iter().position(|(e, _)| {
-                e.level == b.level && e.id == b.id && e.window == b.window
-            }) {
+            let at = match entities
+                .iter()
+                .position(|(e, _)| e.level == b.level && e.id == b.id && e.window == b.window)
+            {
                 Some(at) => at,
                 None => {
                     entities.push((b, [0; 3]));

@@ -174,7 +174,10 @@ async fn windows_come_from_the_server_clock() {
         let stored: Vec<u8> = conn.hget(&hash, &field).await.expect("HGET");
         assert_eq!(stored.len(), 24, "three packed doubles");
         assert_eq!(RedisCounter::unpack_count(&stored, Metric::Tokens), Some(4));
-        assert_eq!(RedisCounter::unpack_count(&stored, Metric::Requests), Some(0));
+        assert_eq!(
+            RedisCounter::unpack_count(&stored, Metric::Requests),
+            Some(0)
+        );
         // A refusal reports the server's time.
         let before = server_now(&mut conn).await;
         let refusal = match c.reserve(&[ask(b, 10, 7)], 0).await.expect("reserve") {
@@ -567,7 +570,7 @@ async fn keys_expire_after_their_window_and_grace() {
     cleanup(&mut conn, &prefix).await;
 }
 
-/// A window's hash holds a field per bucket in use: hundreds in a busy tenancy. Kept as a
+/// A window's hash holds a field per entity in use: hundreds in a busy tenancy. Kept as a
 /// listpack (Redis's default below 128 or 512 small fields), every field lookup would scan
 /// it; the reserve script creates every hash as a hash table.
 #[tokio::test]

@@ -248,8 +248,7 @@ fn check_refusals(refused: &[&Outcome], metric: &str) -> String {
 /// A bucket's count at its location, "{hash} {field} {metric}".
 async fn redis_get(location: &str) -> Option<i64> {
     let mut parts = location.split(' ');
-    let (Some(hash), Some(field), Some(metric)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(hash), Some(field), Some(metric)) = (parts.next(), parts.next(), parts.next()) else {
         unreachable!("hash, field and metric in {location}")
     };
     let metric: Metric = serde_json::from_value(serde_json::json!(metric)).expect("a metric");

@@ -183,8 +183,9 @@ pub struct CounterError(pub String);
 /// on the in-memory and the Redis counter).
 #[async_trait]
 pub trait UsageCounter: Send + Sync + std::fmt::Debug + 'static {
-    /// Admits all of `asks` or none. `now_ms` is the caller's clock; a counter with a
-    /// clock of its own (Redis) may use that instead, and reports its time in the answer.
+    /// Admits all of `asks` or none. Asks on the same bucket add up, as if asked one after
+    /// the other. `now_ms` is the caller's clock; a counter with a clock of its own
+    /// (Redis) may use that instead, and reports its time in the answer.
     async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError>;
     /// Replaces each reserved amount with `actual[i]` (same order as the parts), in the
     /// window it was reserved in. A refund never exceeds what the part reserved; a part

@@ -102,10 +102,67 @@ pub(super) fn unpack_count(value: &[u8], metric: Metric) -> Option<u64> {
     // Counts are whole numbers below 2^53 (the scripts keep them so); anything else is
     // not a count this counter wrote.
     (count >= 0.0 && count.fract() == 0.0 && count < 9_007_199_254_740_992.0)
-        .then(|| count as u64)
+        .then_some(count as u64)
 }
 
 /// Appends `value` as a little-endian double (the scripts' number format).
 pub(super) fn push_f64(out: &mut Vec<u8>, value: f64) {
     out.extend_from_slice(&value.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packed(counts: [f64; 3]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for count in counts {
+            push_f64(&mut out, count);
+        }
+        out
+    }
+
+    #[test]
+    fn counts_unpack_by_metric_and_only_from_three_whole_doubles() {
+        let value = packed([3.0, 1_234_567.0, 9_007_199_254_740_991.0]);
+        assert_eq!(unpack_count(&value, Metric::Requests), Some(3));
+        assert_eq!(unpack_count(&value, Metric::Tokens), Some(1_234_567));
+        assert_eq!(
+            unpack_count(&value, Metric::CostMicros),
+            Some(9_007_199_254_740_991)
+        );
+        // Not three packed counts: a decimal string, a short value, negative, fractional
+        // and out-of-range counts.
+        assert_eq!(unpack_count(b"42", Metric::Requests), None);
+        assert_eq!(unpack_count(&value[..16], Metric::Requests), None);
+        let odd = packed([-1.0, 0.5, 9_007_199_254_740_992.0]);
+        for metric in [Metric::Requests, Metric::Tokens, Metric::CostMicros] {
+            assert_eq!(unpack_count(&odd, metric), None, "{metric:?}");
+        }
+        assert_eq!(
+            unpack_count(&packed([f64::NAN, 0.0, 0.0]), Metric::Requests),
+            None
+        );
+    }
+
+    #[test]
+    fn an_entity_has_one_field_for_every_metric_and_window() {
+        let id = Uuid::from_u128(7);
+        let bucket = |metric, window| Bucket {
+            level: Level::Project,
+            id,
+            metric,
+            window,
+        };
+        let keys = Keys::new("p".to_owned());
+        let mut fields = keys.lock();
+        let a = fields
+            .field(&bucket(Metric::Tokens, Window::Minute))
+            .to_owned();
+        let b = fields
+            .field(&bucket(Metric::Requests, Window::Day))
+            .to_owned();
+        assert_eq!(a, format!("project:{id}"));
+        assert_eq!(a, b);
+    }
 }

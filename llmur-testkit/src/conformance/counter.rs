@@ -675,15 +675,32 @@ pub async fn one_entity_counts_each_metric_and_window_apart(c: DynCounter) {
     .await;
     assert_eq!(refusal.used, 13, "the second ask sees the first");
     // The minute's tokens settle to 2 (reserved 20): only that bucket changes.
-    let tokens = r.parts.get(1).copied().unwrap_or_else(|| fail("no tokens part"));
-    settle(&c, &Reservation { parts: vec![tokens], fallback: false }, &[2], "tokens").await;
+    let tokens = r
+        .parts
+        .get(1)
+        .copied()
+        .unwrap_or_else(|| fail("no tokens part"));
+    settle(
+        &c,
+        &Reservation {
+            parts: vec![tokens],
+            fallback: false,
+        },
+        &[2],
+        "tokens",
+    )
+    .await;
     let mut after = Vec::new();
     for window in [Window::Minute, Window::Day] {
         for metric in metrics {
             after.push(usage(&c, of(metric, window), now, "after the settle").await);
         }
     }
-    assert_eq!(after, [10, 14, 30, 10, 20, 30], "only the settled bucket moved");
+    assert_eq!(
+        after,
+        [10, 14, 30, 10, 20, 30],
+        "only the settled bucket moved"
+    );
 }
 
 /// Usage reads the window containing the time asked about, per bucket.
