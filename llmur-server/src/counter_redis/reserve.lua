@@ -12,8 +12,10 @@
 --           caller sends reservations on different clocks in different calls)
 -- ARGV[4]   G, the number of window kinds asked on; then per kind (a group):
 --             its name ('minute', 'hour', 'day', 'week', 'month'), m, and m distinct
---             entity fields; the fields of all groups, in order, are the fields 1, 2, …,
---             and field f's three counts are the slots 3f - 2, 3f - 1, 3f
+--             entity fields, or 0 for the same fields as the group before (a request
+--             usually asks on the same entities in every window: their names are sent
+--             once); the fields of all groups, in order, are the fields 1, 2, …, and
+--             field f's three counts are the slots 3f - 2, 3f - 1, 3f
 -- then      R, the number of reservations; then per reservation:
 --             its ticket key ('' for none): {prefix}:ticket:{uuid};
 --             one string of little-endian doubles, per ask: slot, limit, amount
@@ -69,11 +71,17 @@ end
 local ngroups = tonumber(ARGV[4])
 local pos = 5
 local groups, reads, nfields = {}, {}, 0
+local a, m = 0, 0
 for g = 1, ngroups do
-  local kind, m = ARGV[pos], tonumber(ARGV[pos + 1])
+  local kind, n = ARGV[pos], tonumber(ARGV[pos + 1])
   local s, e = bounds(kind, now)
   local key = prefix .. ':' .. kind .. ':' .. int(s)
-  local a = pos + 2
+  if n > 0 then
+    a, m = pos + 2, n
+    pos = a + m
+  else
+    pos = pos + 2
+  end
   local got = redis.call('HMGET', key, unpack(ARGV, a, a + m - 1))
   local fresh, absent = true, false
   for j = 1, m do
@@ -89,7 +97,6 @@ for g = 1, ngroups do
   groups[g] = {key, e, a, m, fresh, got, absent}
   reads[g] = table.concat(got)
   nfields = nfields + m
-  pos = a + m
 end
 local value = {sunpack(string.rep('<ddd', nfields), table.concat(reads))}
 

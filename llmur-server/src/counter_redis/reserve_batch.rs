@@ -268,13 +268,26 @@ impl Inner {
         let mut base = Vec::with_capacity(groups.len());
         out.arg(groups.len());
         let mut fields = 0;
+        let mut before: &[&Bucket] = &[];
         for (window, entities) in &groups {
             base.push(fields);
             fields += entities.len();
-            out.arg(window.as_str()).arg(entities.len());
-            for bucket in entities {
-                out.arg(cache.field(bucket));
+            out.arg(window.as_str());
+            // The same entities as the group before, in the same order: named once (0).
+            let same = before.len() == entities.len()
+                && before
+                    .iter()
+                    .zip(entities)
+                    .all(|(a, b)| a.level == b.level && a.id == b.id);
+            if same {
+                out.arg(0);
+            } else {
+                out.arg(entities.len());
+                for bucket in entities {
+                    out.arg(cache.field(bucket));
+                }
             }
+            before = entities;
         }
         out.arg(jobs.len());
         let mut rest = asked.as_slice();

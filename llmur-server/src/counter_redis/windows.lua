@@ -63,7 +63,9 @@ local function bounds(kind, now)
   return error('llmur: unknown window kind ' .. tostring(kind))
 end
 
+-- An integral number as decimal text. '%d' converts to a 64-bit integer first; '%.0f'
+-- would print the double in glibc's multiprecision path, several times the instructions.
 local function int(x)
-  return string.format('%.0f', x)
+  return string.format('%d', x)
 end
 
