@@ -444,11 +444,7 @@ impl UsageCounter for RedisCounter {
             if real == part.amount {
                 continue;
             }
-            parts.push((
-                (part.bucket, part.window_start),
-                part.amount.min(MAX_EXACT),
-                real.min(MAX_EXACT),
-            ));
+            parts.push((part.bucket, part.window_start, part.amount, real));
         }
         self.settles.settle(parts).await
     }

@@ -68,15 +68,22 @@ impl Keys {
 impl Locked<'_> {
     /// The field of `bucket`'s entity in its window hashes.
     pub(super) fn field(&mut self, bucket: &Bucket) -> &str {
-        let of = (bucket.level, bucket.id);
+        self.entity(bucket.level, bucket.id)
+    }
+
+    /// The field of the entity `level`/`id` in its window hashes.
+    pub(super) fn entity(&mut self, level: Level, id: Uuid) -> &str {
+        let of = (level, id);
         if self.cache.len() >= Keys::MAX && !self.cache.contains_key(&of) {
             self.cache.clear();
         }
-        self.cache.entry(of).or_insert_with(|| format_field(bucket))
+        self.cache
+            .entry(of)
+            .or_insert_with(|| format!("{}:{id}", level.as_str()))
     }
 }
 
-/// `{level}:{id}`.
+/// `{level}:{id}`: the field of `bucket`'s entity.
 pub(super) fn format_field(bucket: &Bucket) -> String {
     format!("{}:{}", bucket.level.as_str(), bucket.id)
 }

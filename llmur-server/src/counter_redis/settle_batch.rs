@@ -12,28 +12,32 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8_redis::redis::Script;
-use llmur_core::counter::{Bucket, CounterError};
+use llmur_core::counter::{Bucket, CounterError, Level};
 use llmur_core::window::Window;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
-use super::Redis;
 use super::call::ScriptCall;
 use super::keys::{Keys, metric_index, push_f64};
+use super::{MAX_EXACT, Redis};
 
-/// A bucket's window: its bucket and the window's start (ms).
-pub(super) type WindowKey = (Bucket, i64);
+/// An entity's window: the entity, the window kind and the window's start (ms).
+type EntityWindow = (Level, Uuid, Window, i64);
+
+/// An entity and its sums, as written to one window's hash.
+type EntitySums<'a> = (Level, Uuid, &'a [u64; 6]);
+
+/// One part to settle: its bucket, its window's start, the reserved and actual amounts.
+pub(super) type SettlePart = (Bucket, i64, u64, u64);
 
 type Waiter = oneshot::Sender<Result<(), CounterError>>;
 
-/// One entity's summed corrections in a window: a bucket naming it, then its reserved
-/// requests, tokens and cost and its actual ones (zero where nothing changed).
-type Entity<'a> = (&'a Bucket, [u64; 6]);
-
 #[derive(Default)]
 struct Pending {
-    /// Per bucket window: (reserved, actual), summed. Keys are named only when written.
-    parts: FxHashMap<WindowKey, (u64, u64)>,
+    /// Per entity window: the reserved requests, tokens and cost, then the actual ones,
+    /// summed (what `settle.lua` takes per field). Keys are named only when written.
+    parts: FxHashMap<EntityWindow, [u64; 6]>,
     waiters: Vec<Waiter>,
 }
 
@@ -63,10 +67,11 @@ impl SettleBatch {
         })
     }
 
-    /// Adds `(window, reserved, actual)` corrections and waits until they are written.
+    /// Adds `(bucket, window start, reserved, actual)` corrections and waits until they
+    /// are written.
     pub(super) async fn settle(
         self: &Arc<Self>,
-        parts: Vec<(WindowKey, u64, u64)>,
+        parts: Vec<SettlePart>,
     ) -> Result<(), CounterError> {
         if parts.is_empty() {
             return Ok(());
@@ -76,10 +81,12 @@ impl SettleBatch {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             let open = pending.is_none();
             let batch = pending.get_or_insert_with(Pending::default);
-            for (key, reserved, actual) in parts {
-                let sums = batch.parts.entry(key).or_insert((0, 0));
-                sums.0 = sums.0.saturating_add(reserved);
-                sums.1 = sums.1.saturating_add(actual);
+            for (bucket, start, reserved, actual) in parts {
+                let key = (bucket.level, bucket.id, bucket.window, start);
+                let sums = batch.parts.entry(key).or_insert([0; 6]);
+                let m = metric_index(bucket.metric);
+                sums[m] = sums[m].saturating_add(reserved);
+                sums[3 + m] = sums[3 + m].saturating_add(actual);
             }
             batch.waiters.push(tx);
             open
@@ -109,28 +116,17 @@ impl SettleBatch {
         }
     }
 
-    async fn write(&self, parts: &FxHashMap<WindowKey, (u64, u64)>) -> Result<(), CounterError> {
-        // Grouped by window hash, then by entity: one HMGET and at most one HSET per hash,
-        // and per entity its reserved and actual amounts by metric (see `settle.lua`).
-        let mut hashes: FxHashMap<(Window, i64), Vec<Entity<'_>>> = FxHashMap::default();
-        for ((bucket, start), &(reserved, actual)) in parts {
-            if reserved == actual {
-                continue;
+    async fn write(&self, parts: &FxHashMap<EntityWindow, [u64; 6]>) -> Result<(), CounterError> {
+        // Grouped by window hash: one HMGET and at most one HSET per hash (see
+        // `settle.lua`). An entity whose every sum nets to nothing is left out.
+        let mut hashes: FxHashMap<(Window, i64), Vec<EntitySums<'_>>> = FxHashMap::default();
+        for (&(level, id, window, start), sums) in parts {
+            if sums[..3] != sums[3..] {
+                hashes
+                    .entry((window, start))
+                    .or_default()
+                    .push((level, id, sums));
             }
-            let entities = hashes.entry((bucket.window, *start)).or_default();
-            let at = match entities
-                .iter()
-                .position(|(b, _)| b.level == bucket.level && b.id == bucket.id)
-            {
-                Some(at) => at,
-                None => {
-                    entities.push((bucket, [0; 6]));
-                    entities.len() - 1
-                }
-            };
-            let m = metric_index(bucket.metric);
-            entities[at].1[m] = reserved;
-            entities[at].1[3 + m] = actual;
         }
         if hashes.is_empty() {
             return Ok(());
@@ -151,13 +147,13 @@ impl SettleBatch {
             let mut packed = Vec::with_capacity(48);
             for (_, entities) in &hashes {
                 call.arg(entities.len());
-                for (bucket, amounts) in entities {
+                for &(level, id, sums) in entities {
                     packed.clear();
-                    for &amount in amounts {
+                    for &amount in sums {
                         // At most 2^53 - 1 (the counter clamps), so exact as a double.
-                        push_f64(&mut packed, amount as f64);
+                        push_f64(&mut packed, amount.min(MAX_EXACT) as f64);
                     }
-                    call.arg(fields.field(bucket)).arg(packed.as_slice());
+                    call.arg(fields.entity(level, id)).arg(packed.as_slice());
                 }
             }
         }
