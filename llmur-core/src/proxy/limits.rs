@@ -316,28 +316,25 @@ fn push_ratelimit_headers(
     remaining: u64,
     reset_ms: i64,
 ) {
+    // Names built at compile time: `HeaderName::from_static` at run time checks every byte.
+    const REQUESTS: [HeaderName; 3] = [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ];
+    const TOKENS: [HeaderName; 3] = [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ];
     let [limit_name, remaining_name, reset_name] = match suffix {
-        "requests" => [
-            "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
-        ],
-        _ => [
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-tokens",
-            "x-ratelimit-reset-tokens",
-        ],
+        "requests" => REQUESTS,
+        _ => TOKENS,
     };
-    out.push((
-        HeaderName::from_static(limit_name),
-        HeaderValue::from(limit),
-    ));
-    out.push((
-        HeaderName::from_static(remaining_name),
-        HeaderValue::from(remaining),
-    ));
+    out.push((limit_name, HeaderValue::from(limit)));
+    out.push((remaining_name, HeaderValue::from(remaining)));
     if let Ok(reset) = HeaderValue::try_from(format_reset(reset_ms)) {
-        out.push((HeaderName::from_static(reset_name), reset));
+        out.push((reset_name, reset));
     }
 }
 
