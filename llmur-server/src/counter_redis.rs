@@ -233,9 +233,19 @@ impl RedisCounter {
         keys::unpack_count(value, metric)
     }
 
-    /// The key recording a cancellable reserve.
-    fn ticket_key(&self, ticket: Uuid) -> String {
-        format!("{}:ticket:{ticket}", self.keys.prefix())
+    /// Where a cancellable reserve is recorded: a time-ordered (version 7) ticket in the
+    /// hash of its tenth of a second, `({prefix}:tickets:{tenth}, {uuid})`; any other
+    /// ticket under a key of its own, `("", {prefix}:ticket:{uuid})` (see `reserve.lua`).
+    fn ticket_location(&self, ticket: Uuid) -> (String, String) {
+        let prefix = self.keys.prefix();
+        match ticket.get_timestamp() {
+            Some(at) if ticket.get_version() == Some(uuid::Version::SortRand) => {
+                let (secs, nanos) = at.to_unix();
+                let tenth = secs * 10 + u64::from(nanos / 100_000_000);
+                (format!("{prefix}:tickets:{tenth}"), ticket.to_string())
+            }
+            _ => (String::new(), format!("{prefix}:ticket:{ticket}")),
+        }
     }
 
     /// One reserve, batched with any others queued meanwhile; `ticket` makes it
@@ -250,7 +260,7 @@ impl RedisCounter {
             return Ok(Decision::Admitted(Reservation::default()));
         }
         let now = self.caller_clock.then_some(now_ms);
-        let ticket = ticket.map(|t| self.ticket_key(t));
+        let ticket = ticket.map(|t| self.ticket_location(t));
         let reply = self.reserves.reserve(asks, now, ticket).await?;
         if let [2, ..] = reply.as_slice() {
             return Err(CounterError(
@@ -416,10 +426,11 @@ impl UsageCounter for RedisCounter {
         let mut call = call::ScriptCall::new(
             &self.cancel_script,
             0,
-            2 + 3 * entities.len(),
-            entities.len() * 100,
+            3 + 3 * entities.len(),
+            128 + entities.len() * 100,
         );
-        call.arg(self.ticket_key(ticket)).arg(self.keys.prefix());
+        let (hash, field) = self.ticket_location(ticket);
+        call.arg(hash).arg(field).arg(self.keys.prefix());
         {
             let mut fields = self.keys.lock();
             let mut packed = Vec::with_capacity(24);

@@ -664,56 +664,105 @@ async fn the_scripts_windows_match_window_everywhere() {
     cleanup(&mut conn, &prefix).await;
 }
 
+/// The key that holds `ticket`: for a version 7 ticket the hash of its tenth of a second
+/// (the ticket is a field there), for any other one a key of its own.
+fn ticket_key(prefix: &str, ticket: Uuid) -> (String, bool) {
+    match ticket.get_timestamp() {
+        Some(at) if ticket.get_version() == Some(uuid::Version::SortRand) => {
+            let (secs, nanos) = at.to_unix();
+            let tenth = secs * 10 + u64::from(nanos / 100_000_000);
+            (format!("{prefix}:tickets:{tenth}"), true)
+        }
+        _ => (format!("{prefix}:ticket:{ticket}"), false),
+    }
+}
+
+/// Whether a reserve or cancel left anything under `ticket`.
+async fn ticket_recorded(conn: &mut MultiplexedConnection, prefix: &str, ticket: Uuid) -> bool {
+    match ticket_key(prefix, ticket) {
+        (hash, true) => conn
+            .hexists(&hash, ticket.to_string())
+            .await
+            .expect("HEXISTS"),
+        (key, false) => conn.exists(&key).await.expect("EXISTS"),
+    }
+}
+
 #[tokio::test]
 async fn a_cancelled_ticket_is_undone_or_never_applies() {
     let url = redis_url();
     let mut conn = raw(&url).await;
-    let prefix = fresh_prefix();
-    let c = counter(&url, &prefix);
-    let tokens = bucket(Level::Project, Metric::Tokens, Window::Day);
-    let asks = [ask(tokens, 1_000, 300)];
-    let now = local_now();
+    // Both kinds of ticket: time-ordered ones (the failover counter's) share a hash per
+    // tenth of a second, others get a key each.
+    for (kind, new_ticket) in [("v7", Uuid::now_v7 as fn() -> Uuid), ("v4", Uuid::new_v4)] {
+        let prefix = fresh_prefix();
+        let c = counter(&url, &prefix);
+        let tokens = bucket(Level::Project, Metric::Tokens, Window::Day);
+        let asks = [ask(tokens, 1_000, 300)];
+        let now = local_now();
 
-    // Applied, then cancelled: the amount comes back out; a second cancel changes nothing.
-    let kept = admitted(
-        c.reserve(&[ask(tokens, 1_000, 100)], now)
+        // Applied, then cancelled: the amount comes back out; a second cancel changes
+        // nothing.
+        let kept = admitted(
+            c.reserve(&[ask(tokens, 1_000, 100)], now)
+                .await
+                .expect("reserve"),
+        );
+        let ticket = new_ticket();
+        admitted(
+            c.reserve_tagged(&asks, now, ticket)
+                .await
+                .expect("tagged reserve"),
+        );
+        assert!(ticket_recorded(&mut conn, &prefix, ticket).await, "{kind}");
+        // A ticket lives about a minute (its hash a second more: later tickets share it).
+        let ttl: i64 = conn
+            .pttl(ticket_key(&prefix, ticket).0)
             .await
-            .expect("reserve"),
-    );
-    let ticket = Uuid::new_v4();
-    admitted(
-        c.reserve_tagged(&asks, now, ticket)
-            .await
-            .expect("tagged reserve"),
-    );
-    assert_eq!(c.usage(tokens, now).await.expect("usage"), 400);
-    c.cancel(&asks, ticket).await.expect("cancel");
-    assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
-    c.cancel(&asks, ticket).await.expect("cancel again");
-    assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
-    assert_eq!(only(&kept).amount, 100);
+            .expect("PTTL");
+        assert!(
+            (58_000..=61_000).contains(&ttl),
+            "{kind}: ticket TTL {ttl} ms"
+        );
+        assert_eq!(c.usage(tokens, now).await.expect("usage"), 400, "{kind}");
+        c.cancel(&asks, ticket).await.expect("cancel");
+        assert_eq!(c.usage(tokens, now).await.expect("usage"), 100, "{kind}");
+        c.cancel(&asks, ticket).await.expect("cancel again");
+        assert_eq!(c.usage(tokens, now).await.expect("usage"), 100, "{kind}");
+        assert_eq!(only(&kept).amount, 100);
 
-    // Cancelled before it ran (the cancel overtook it): the reserve never applies.
-    let late = Uuid::new_v4();
-    c.cancel(&asks, late).await.expect("cancel first");
-    assert!(c.reserve_tagged(&asks, now, late).await.is_err());
-    assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
+        // Cancelled before it ran (the cancel overtook it): the reserve never applies.
+        let late = new_ticket();
+        c.cancel(&asks, late).await.expect("cancel first");
+        assert!(c.reserve_tagged(&asks, now, late).await.is_err(), "{kind}");
+        assert_eq!(c.usage(tokens, now).await.expect("usage"), 100, "{kind}");
 
-    // Refused: no ticket is written, so its cancel takes nothing back out.
-    let refused = Uuid::new_v4();
-    let too_much = [ask(tokens, 1_000, 901)];
-    assert!(matches!(
-        c.reserve_tagged(&too_much, now, refused)
-            .await
-            .expect("refused reserve"),
-        Decision::Refused(_)
-    ));
-    let ticket_key = format!("{prefix}:ticket:{refused}");
-    let exists: bool = conn.exists(&ticket_key).await.expect("EXISTS");
-    assert!(!exists, "a refused reservation leaves no ticket");
-    c.cancel(&too_much, refused).await.expect("cancel refused");
-    assert_eq!(c.usage(tokens, now).await.expect("usage"), 100);
-    cleanup(&mut conn, &prefix).await;
+        // Refused: no ticket is written, so its cancel takes nothing back out.
+        let refused = new_ticket();
+        let too_much = [ask(tokens, 1_000, 901)];
+        assert!(matches!(
+            c.reserve_tagged(&too_much, now, refused)
+                .await
+                .expect("refused reserve"),
+            Decision::Refused(_)
+        ));
+        assert!(
+            !ticket_recorded(&mut conn, &prefix, refused).await,
+            "{kind}: a refused reservation leaves no ticket"
+        );
+        c.cancel(&too_much, refused).await.expect("cancel refused");
+        assert_eq!(c.usage(tokens, now).await.expect("usage"), 100, "{kind}");
+        // Tombstones expire, after 10 minutes: a ticket hash that holds one lives that long.
+        for t in [ticket, late] {
+            let (key, _) = ticket_key(&prefix, t);
+            let ttl: i64 = conn.pttl(&key).await.expect("PTTL");
+            assert!(
+                (590_000..=600_000).contains(&ttl),
+                "{kind}: {key} expires in {ttl} ms"
+            );
+        }
+        cleanup(&mut conn, &prefix).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -218,7 +218,8 @@ impl UsageCounter for FailoverCounter {
             let error = CounterError("the shared counter is unavailable".to_owned());
             return self.fallback_reserve(asks, now_ms, error).await;
         }
-        let ticket = uuid::Uuid::new_v4();
+        // Time-ordered: a counter may file tickets by time (the Redis counter does).
+        let ticket = uuid::Uuid::now_v7();
         match self
             .call("reserve", self.primary.reserve_tagged(asks, now_ms, ticket))
             .await

@@ -1,27 +1,34 @@
 -- Take back a reservation whose caller gave up waiting (llmur RedisCounter::cancel).
 -- Prepended by windows.lua.
 --
--- ARGV[1]   the ticket key: {prefix}:ticket:{uuid}
--- ARGV[2]   the key prefix
--- ARGV[3i], ARGV[3i+1], ARGV[3i+2]   entity window i: its field (see reserve.lua), window
---           kind, and the requests, tokens and cost reserved as three little-endian doubles
+-- ARGV[1], ARGV[2]   the ticket: its hash and field ({prefix}:tickets:{tenth of a
+--           second}, {uuid}), or '' and its key ({prefix}:ticket:{uuid})
+-- ARGV[3]   the key prefix
+-- ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]   entity window i: its field (see reserve.lua),
+--           window kind, and the requests, tokens and cost reserved as three
+--           little-endian doubles
 --
--- When the ticket's reserve was applied (its ticket key holds the reserve's `now`),
--- subtract its amounts from the same window hashes (never below 0). Either way the ticket
--- key becomes a tombstone ('x', 10 min): a reserve still queued finds the key taken
--- (reserve.lua's SET NX) and never applies, and a second cancel undoes nothing. Reply: 3.
+-- When the ticket's reserve was applied (the ticket holds the reserve's `now`), subtract
+-- its amounts from the same window hashes (never below 0). Either way the ticket becomes
+-- a tombstone ('x', at least 10 min): a reserve still queued finds it (reserve.lua's
+-- HSETNX or SET NX) and never applies, and a second cancel undoes nothing. Reply: 3.
 -- Idempotent.
 
-local ticket = ARGV[1]
-local prefix = ARGV[2]
+local hash, field = ARGV[1], ARGV[2]
+local prefix = ARGV[3]
 local TOMBSTONE_MS = 600000
 local sunpack = struct.unpack
 
-local applied = redis.call('GET', ticket)
+local applied
+if hash == '' then
+  applied = redis.call('GET', field)
+else
+  applied = redis.call('HGET', hash, field)
+end
 if applied and applied ~= 'x' then
   local at = tonumber(applied)
-  for i = 1, (#ARGV - 2) / 3 do
-    local k = 3 * i
+  for i = 1, (#ARGV - 3) / 3 do
+    local k = 3 * i + 1
     local kind = ARGV[k + 1]
     local s = bounds(kind, at)
     local key = prefix .. ':' .. kind .. ':' .. int(s)
@@ -37,5 +44,12 @@ if applied and applied ~= 'x' then
     end
   end
 end
-redis.call('SET', ticket, 'x', 'PX', TOMBSTONE_MS)
+if hash == '' then
+  redis.call('SET', field, 'x', 'PX', TOMBSTONE_MS)
+else
+  redis.call('HSET', hash, field, 'x')
+  if redis.call('PTTL', hash) < TOMBSTONE_MS then
+    redis.call('PEXPIRE', hash, TOMBSTONE_MS)
+  end
+end
 return 3

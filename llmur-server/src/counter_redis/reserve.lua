@@ -17,7 +17,8 @@
 --             once); the fields of all groups, in order, are the fields 1, 2, …, and
 --             field f's three counts are the slots 3f - 2, 3f - 1, 3f
 -- then      R, the number of reservations; then per reservation:
---             its ticket key ('' for none): {prefix}:ticket:{uuid};
+--             its ticket: a hash and a field ({prefix}:tickets:{tenth of a second},
+--             {uuid}), or '' and a key ({prefix}:ticket:{uuid}), or '' and '' for none;
 --             one string of little-endian doubles, per ask: slot, limit, amount
 --
 -- Doubles carry every integer below 2^53 exactly; the caller sends nothing larger.
@@ -32,9 +33,12 @@
 --   cancelled: 2, now when its ticket was cancelled before the batch ran (a reservation
 --              that does not fit is refused, cancelled or not: nothing is written).
 -- Asks of one reservation on the same bucket add up, as if asked one after the other.
--- An admitted reservation with a ticket records its `now` under the ticket key (60 s), so
--- cancel.lua can take its amounts back out of the same windows; the same SET NX finds a
--- cancel that came first (cancel.lua leaves the key), so a ticket costs one command.
+-- An admitted reservation with a ticket records its `now` under the ticket (at least 60 s),
+-- so cancel.lua can take its amounts back out of the same windows; the same HSETNX (or
+-- SET NX) finds a cancel that came first (cancel.lua leaves a tombstone there), so a
+-- ticket costs one command. The tickets of a tenth of a second share one hash: one key
+-- to expire instead of one per request. Thousands of keys expiring every second made
+-- Redis's expire cycle stop the server for up to 25 ms at a time.
 --
 -- Each group's hash is read with one HMGET and written with one HSET (the fields whose
 -- counts changed), so a batch of many requests on the same entities costs about what one
@@ -123,15 +127,38 @@ local function doubles(n)
 end
 local stamp = ARGV[3] ~= '' and ARGV[3] or int(now)
 
+-- Records `stamp` under a ticket unless a cancel left its tombstone there first. A ticket
+-- hash gets (or keeps) a TTL of at least TICKET_MS, checked once per hash per call.
+local ticket_hashes
+local function take_ticket(hash, field)
+  if hash == '' then
+    return redis.call('SET', field, stamp, 'NX', 'PX', TICKET_MS)
+  end
+  if redis.call('HSETNX', hash, field, stamp) == 0 then return false end
+  ticket_hashes = ticket_hashes or {}
+  if not ticket_hashes[hash] then
+    ticket_hashes[hash] = true
+    local ttl = redis.call('PTTL', hash)
+    if ttl < TICKET_MS then
+      -- New (no TTL yet): a hash table from the start, like the window hashes; a listpack
+      -- would be searched ticket by ticket.
+      if ttl < 0 then redis.call('HSET', hash, HASHTABLE_FIELD, '1') end
+      redis.call('PEXPIRE', hash, TICKET_MS + 1000)
+    end
+  end
+  return true
+end
+
 -- Each reservation in order, against the counts left by those before it. Its amounts are
 -- added ask by ask, each ask's count after the add kept in its limit's place; the first
 -- ask that does not fit takes back those added before it (refusals are rare) and refuses
--- the reservation. One that fits and has a ticket records its `now` under the ticket key
--- (SET NX): if the key is there already, cancel.lua left it (the caller gave up on this
+-- the reservation. One that fits and has a ticket records its `now` under the ticket: if
+-- a tombstone is there already, cancel.lua left it (the caller gave up on this
 -- reservation), and the reservation is taken back and cancelled instead.
 local replies, admitted = {}, false
 for r = 1, count do
-  local packed = ARGV[pos + 2 * r - 1]
+  local at = pos + 3 * r - 3
+  local packed = ARGV[at + 2]
   local n = #packed / 8
   local v = {sunpack(doubles(n), packed)}
   local asks = n / 3
@@ -151,10 +178,10 @@ for r = 1, count do
     value[s] = used
     v[k - 1] = used
   end
-  local ticket = ARGV[pos + 2 * r - 2]
+  local field = ARGV[at + 1]
   if refused then
     replies[r] = refused
-  elseif ticket ~= '' and not redis.call('SET', ticket, stamp, 'NX', 'PX', TICKET_MS) then
+  elseif field ~= '' and not take_ticket(ARGV[at], field) then
     for i = 1, asks do
       local s = v[3 * i - 2]
       value[s] = value[s] - v[3 * i]

@@ -39,8 +39,8 @@ struct Job {
     asks: Vec<Ask>,
     /// The caller's clock, or `None` for the server's.
     now_ms: Option<i64>,
-    /// The ticket key, if cancellable.
-    ticket: Option<String>,
+    /// The ticket's hash (or "") and field (or key), if cancellable.
+    ticket: Option<(String, String)>,
     /// Where a queued job's reply goes (`None` for the job a caller sends itself).
     reply: Option<oneshot::Sender<Reply>>,
 }
@@ -93,7 +93,7 @@ impl ReserveBatch {
         &self,
         asks: &[Ask],
         now_ms: Option<i64>,
-        ticket: Option<String>,
+        ticket: Option<(String, String)>,
     ) -> Reply {
         if let Some(ask) = asks.iter().find(|a| a.amount > MAX_EXACT) {
             return Err(CounterError(format!(
@@ -232,7 +232,7 @@ impl Inner {
         let mut out = ScriptCall::new(
             &sender.script,
             0,
-            16 + asks + 2 * jobs.len(),
+            16 + asks + 3 * jobs.len(),
             64 + asks * 80 + jobs.len() * 80,
         );
         out.arg(sender.grace_ms).arg(sender.keys.prefix());
@@ -294,7 +294,10 @@ impl Inner {
         let most = jobs.iter().map(|job| job.asks.len()).max().unwrap_or(0);
         let mut packed = Vec::with_capacity(24 * most);
         for job in jobs {
-            out.arg(job.ticket.as_deref().unwrap_or(""));
+            match &job.ticket {
+                Some((hash, field)) => out.arg(hash.as_str()).arg(field.as_str()),
+                None => out.arg("").arg(""),
+            };
             let (places, tail) = rest.split_at(job.asks.len());
             rest = tail;
             packed.clear();
