@@ -234,17 +234,24 @@ impl RedisCounter {
     }
 
     /// Where a cancellable reserve is recorded: a time-ordered (version 7) ticket in the
-    /// hash of its tenth of a second, `({prefix}:tickets:{tenth}, {uuid})`; any other
-    /// ticket under a key of its own, `("", {prefix}:ticket:{uuid})` (see `reserve.lua`).
-    fn ticket_location(&self, ticket: Uuid) -> (String, String) {
+    /// hash of its tenth of a second, `({prefix}:tickets:{tenth}, its 16 bytes)`; any
+    /// other ticket under a key of its own, `("", {prefix}:ticket:{uuid})` (see
+    /// `reserve.lua`).
+    fn ticket_location(&self, ticket: Uuid) -> (String, Vec<u8>) {
         let prefix = self.keys.prefix();
         match ticket.get_timestamp() {
             Some(at) if ticket.get_version() == Some(uuid::Version::SortRand) => {
                 let (secs, nanos) = at.to_unix();
                 let tenth = secs * 10 + u64::from(nanos / 100_000_000);
-                (format!("{prefix}:tickets:{tenth}"), ticket.to_string())
+                (
+                    format!("{prefix}:tickets:{tenth}"),
+                    ticket.as_bytes().to_vec(),
+                )
             }
-            _ => (String::new(), format!("{prefix}:ticket:{ticket}")),
+            _ => (
+                String::new(),
+                format!("{prefix}:ticket:{ticket}").into_bytes(),
+            ),
         }
     }
 
@@ -430,7 +437,7 @@ impl UsageCounter for RedisCounter {
             128 + entities.len() * 100,
         );
         let (hash, field) = self.ticket_location(ticket);
-        call.arg(hash).arg(field).arg(self.keys.prefix());
+        call.arg(hash).arg(field.as_slice()).arg(self.keys.prefix());
         {
             let mut fields = self.keys.lock();
             let mut packed = Vec::with_capacity(24);

@@ -665,7 +665,7 @@ async fn the_scripts_windows_match_window_everywhere() {
 }
 
 /// The key that holds `ticket`: for a version 7 ticket the hash of its tenth of a second
-/// (the ticket is a field there), for any other one a key of its own.
+/// (the ticket's 16 bytes are a field there), for any other one a key of its own.
 fn ticket_key(prefix: &str, ticket: Uuid) -> (String, bool) {
     match ticket.get_timestamp() {
         Some(at) if ticket.get_version() == Some(uuid::Version::SortRand) => {
@@ -681,7 +681,7 @@ fn ticket_key(prefix: &str, ticket: Uuid) -> (String, bool) {
 async fn ticket_recorded(conn: &mut MultiplexedConnection, prefix: &str, ticket: Uuid) -> bool {
     match ticket_key(prefix, ticket) {
         (hash, true) => conn
-            .hexists(&hash, ticket.to_string())
+            .hexists(&hash, ticket.as_bytes().as_slice())
             .await
             .expect("HEXISTS"),
         (key, false) => conn.exists(&key).await.expect("EXISTS"),

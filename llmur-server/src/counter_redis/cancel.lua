@@ -2,7 +2,7 @@
 -- Prepended by windows.lua.
 --
 -- ARGV[1], ARGV[2]   the ticket: its hash and field ({prefix}:tickets:{tenth of a
---           second}, {uuid}), or '' and its key ({prefix}:ticket:{uuid})
+--           second}, the uuid's 16 bytes), or '' and its key ({prefix}:ticket:{uuid})
 -- ARGV[3]   the key prefix
 -- ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]   entity window i: its field (see reserve.lua),
 --           window kind, and the requests, tokens and cost reserved as three

@@ -18,7 +18,8 @@
 --             field f's three counts are the slots 3f - 2, 3f - 1, 3f
 -- then      R, the number of reservations; then per reservation:
 --             its ticket: a hash and a field ({prefix}:tickets:{tenth of a second},
---             {uuid}), or '' and a key ({prefix}:ticket:{uuid}), or '' and '' for none;
+--             the uuid's 16 bytes), or '' and a key ({prefix}:ticket:{uuid}), or '' and
+--             '' for none;
 --             one string of little-endian doubles, per ask: slot, limit, amount
 --
 -- Doubles carry every integer below 2^53 exactly; the caller sends nothing larger.

@@ -40,7 +40,7 @@ struct Job {
     /// The caller's clock, or `None` for the server's.
     now_ms: Option<i64>,
     /// The ticket's hash (or "") and field (or key), if cancellable.
-    ticket: Option<(String, String)>,
+    ticket: Option<(String, Vec<u8>)>,
     /// Where a queued job's reply goes (`None` for the job a caller sends itself).
     reply: Option<oneshot::Sender<Reply>>,
 }
@@ -93,7 +93,7 @@ impl ReserveBatch {
         &self,
         asks: &[Ask],
         now_ms: Option<i64>,
-        ticket: Option<(String, String)>,
+        ticket: Option<(String, Vec<u8>)>,
     ) -> Reply {
         if let Some(ask) = asks.iter().find(|a| a.amount > MAX_EXACT) {
             return Err(CounterError(format!(
@@ -295,7 +295,7 @@ impl Inner {
         let mut packed = Vec::with_capacity(24 * most);
         for job in jobs {
             match &job.ticket {
-                Some((hash, field)) => out.arg(hash.as_str()).arg(field.as_str()),
+                Some((hash, field)) => out.arg(hash.as_str()).arg(field.as_slice()),
                 None => out.arg("").arg(""),
             };
             let (places, tail) = rest.split_at(job.asks.len());
