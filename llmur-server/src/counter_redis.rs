@@ -18,10 +18,17 @@
 //! (four entities, three metrics, two window kinds) is then two hash reads of four fields
 //! and two hash writes inside the script, not 24 of each: in Redis's Lua every command,
 //! every argument and every number parsed from or printed to text has a fixed cost, and
-//! this layout cuts the script's instructions per call by more than a third. The script creates every hash as a hash table (one field with a
-//! name longer than Redis's `hash-max-listpack-value` does that), so finding a field costs
-//! the same however many buckets a busy tenancy has in use; a listpack, Redis's default
-//! for small hashes, is searched field by field.
+//! this layout cuts the script's instructions per call by more than a third. The script
+//! creates every hash as a hash table (one field with a name longer than Redis's
+//! `hash-max-listpack-value` does that), so finding a field costs the same however many
+//! entities a busy tenancy has in use; a listpack, Redis's default for small hashes, is
+//! searched field by field.
+//!
+//! A cancellable reserve ([`UsageCounter::reserve_tagged`]) records its ticket: a
+//! time-ordered (v7) ticket as a field, its 16 bytes, of `{prefix}:tickets:{tenth}`, the
+//! hash of its tenth of a second; any other ticket under `{prefix}:ticket:{uuid}`. A key
+//! per request would make Redis expire thousands of keys a second under load, and its
+//! expire cycle then stops the server for milliseconds at a time.
 //!
 //! # Round trips
 //!
