@@ -1,5 +1,6 @@
 //! The in-memory [`UsageCounter`]: exact within one process (the embedded default).
 
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -48,27 +49,29 @@ impl UsageCounter for MemoryCounter {
         let mut parts: Vec<Part> = Vec::with_capacity(asks.len());
         for ask in asks {
             let start = ask.bucket.window.start(now_ms);
-            let used = counts.entry((ask.bucket, start)).or_insert(0);
+            let count = counts.entry((ask.bucket, start));
+            let used = match &count {
+                Entry::Occupied(count) => *count.get(),
+                Entry::Vacant(_) => 0,
+            };
             if used.saturating_add(ask.amount) > ask.limit {
-                let refusal = Refusal {
-                    bucket: ask.bucket,
-                    limit: ask.limit,
-                    used: *used,
-                    amount: ask.amount,
-                    resets_at: ask.bucket.window.end(now_ms),
-                    now_ms,
-                };
-                if *used == 0 {
-                    // A refusal leaves nothing behind, not even an empty count.
-                    counts.remove(&(ask.bucket, start));
-                }
+                // Nothing inserted for the refused ask: a count that existed (maybe at
+                // zero, with a settle still to come) stays, and none is made.
                 for part in &parts {
                     if let Some(used) = counts.get_mut(&(part.bucket, part.window_start)) {
                         *used = used.saturating_sub(part.amount);
                     }
                 }
-                return Ok(Decision::Refused(refusal));
+                return Ok(Decision::Refused(Refusal {
+                    bucket: ask.bucket,
+                    limit: ask.limit,
+                    used,
+                    amount: ask.amount,
+                    resets_at: ask.bucket.window.end(now_ms),
+                    now_ms,
+                }));
             }
+            let used = count.or_insert(0);
             *used = used.saturating_add(ask.amount);
             parts.push(Part {
                 bucket: ask.bucket,
@@ -238,5 +241,37 @@ mod tests {
         }
         assert_eq!(admitted, 17);
         assert_eq!(c.usage(b, 42).await.ok(), Some(17_000));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_keeps_an_empty_count_a_settle_still_needs() {
+        let c = MemoryCounter::new();
+        let b = bucket(Level::Project, Metric::Tokens, Window::Hour);
+        let Ok(Decision::Admitted(zero)) = c
+            .reserve(
+                &[Ask {
+                    bucket: b,
+                    limit: 10,
+                    amount: 0,
+                }],
+                0,
+            )
+            .await
+        else {
+            unreachable!("0 of 10 fits")
+        };
+        let refused = c
+            .reserve(
+                &[Ask {
+                    bucket: b,
+                    limit: 10,
+                    amount: 11,
+                }],
+                0,
+            )
+            .await;
+        assert!(matches!(refused, Ok(Decision::Refused(_))));
+        c.settle(&zero, &[4]).await.expect("settle");
+        assert_eq!(c.usage(b, 0).await.expect("usage"), 4);
     }
 }
