@@ -93,30 +93,16 @@ pub fn find_str_value(json: &[u8], key: &str) -> Option<std::ops::Range<usize>> 
     let needle = format!("\"{key}\"");
     let finder = memchr::memmem::Finder::new(needle.as_bytes());
     for at in finder.find_iter(json) {
-        let mut i = at + needle.len();
-        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
-        }
+        let i = skip_whitespace(json, at + needle.len());
         if json.get(i) != Some(&b':') {
             continue;
         }
-        i += 1;
-        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
-        }
+        let i = skip_whitespace(json, i + 1);
         if json.get(i) != Some(&b'"') {
             return None;
         }
         let start = i + 1;
-        let mut j = start;
-        while let Some(&b) = json.get(j) {
-            match b {
-                b'\\' => j += 2,
-                b'"' => return Some(start..j),
-                _ => j += 1,
-            }
-        }
-        return None;
+        return string_end(json, start).map(|end| start..end);
     }
     None
 }

@@ -16,6 +16,8 @@ use llmur_core::window::Window;
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
+use super::MAX_EXACT;
+
 /// What a field names: an entity (the window kind is in the hash's name, so an entity's
 /// minute and day windows share one field name; its metrics share the field's value).
 type FieldOf = (Level, Uuid);
@@ -79,13 +81,18 @@ impl Locked<'_> {
         }
         self.cache
             .entry(of)
-            .or_insert_with(|| format!("{}:{id}", level.as_str()))
+            .or_insert_with(|| format_entity(level, id))
     }
 }
 
 /// `{level}:{id}`: the field of `bucket`'s entity.
 pub(super) fn format_field(bucket: &Bucket) -> String {
-    format!("{}:{}", bucket.level.as_str(), bucket.id)
+    format_entity(bucket.level, bucket.id)
+}
+
+/// `{level}:{id}`.
+fn format_entity(level: Level, id: Uuid) -> String {
+    format!("{}:{id}", level.as_str())
 }
 
 /// Where `metric`'s count sits among an entity's three (0, 1, 2).
@@ -108,8 +115,7 @@ pub(super) fn unpack_count(value: &[u8], metric: Metric) -> Option<u64> {
     let count = f64::from_le_bytes(bytes);
     // Counts are whole numbers below 2^53 (the scripts keep them so); anything else is
     // not a count this counter wrote.
-    (count >= 0.0 && count.fract() == 0.0 && count < 9_007_199_254_740_992.0)
-        .then_some(count as u64)
+    (count >= 0.0 && count.fract() == 0.0 && count <= MAX_EXACT as f64).then_some(count as u64)
 }
 
 /// Appends `value` as a little-endian double (the scripts' number format).

@@ -120,9 +120,8 @@ local formats = {}
 local function doubles(n)
   local f = formats[n]
   if not f then
-    f = string.rep('d', n)
-    formats[n] = '<' .. f
-    f = '<' .. f
+    f = '<' .. string.rep('d', n)
+    formats[n] = f
   end
   return f
 end
@@ -156,6 +155,14 @@ end
 -- the reservation. One that fits and has a ticket records its `now` under the ticket: if
 -- a tombstone is there already, cancel.lua left it (the caller gave up on this
 -- reservation), and the reservation is taken back and cancelled instead.
+-- Takes the amounts of the first `asks` asks of `v` back out of `value`.
+local function take_back(v, asks)
+  for i = 1, asks do
+    local s = v[3 * i - 2]
+    value[s] = value[s] - v[3 * i]
+  end
+end
+
 local replies, admitted = {}, false
 for r = 1, count do
   local at = pos + 3 * r - 3
@@ -169,10 +176,7 @@ for r = 1, count do
     local s = v[k - 2]
     local used = value[s] + v[k]
     if used > v[k - 1] then
-      for j = i - 1, 1, -1 do
-        local t = v[3 * j - 2]
-        value[t] = value[t] - v[3 * j]
-      end
+      take_back(v, i - 1)
       refused = spack('<ddddd', 0, now, i, used - v[k], end_of(s))
       break
     end
@@ -183,10 +187,7 @@ for r = 1, count do
   if refused then
     replies[r] = refused
   elseif field ~= '' and not take_ticket(ARGV[at], field) then
-    for i = 1, asks do
-      local s = v[3 * i - 2]
-      value[s] = value[s] - v[3 * i]
-    end
+    take_back(v, asks)
     replies[r] = spack('<dd', 2, now)
   else
     -- The counts after the add, moved to the front for the reply.
