@@ -7,6 +7,7 @@
 //! Must not touch: counting (see [`counter`](crate::counter)).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use crate::counter::Metric;
 use crate::store::types::{Limits, Windows};
@@ -24,9 +25,48 @@ pub struct Rule {
 }
 
 /// The limits of one key, project, deployment or connection.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Besides its rules, a set remembers per rule what the counter last reported, for
+/// early forwarding (see `ProxyBuilder::early_forwarding`); that memory is not part of
+/// the set's value: clones start without it and equality ignores it.
+#[derive(Default)]
 pub struct LimitSet {
     rules: Box<[Rule]>,
+    seen: Box<[Seen]>,
+}
+
+/// What the counter last said of one rule's bucket, and what this process has sent
+/// early since. Hints only: nothing is admitted or refused by them.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// Room left after the last admitted reservation.
+    pub(crate) remaining: AtomicU64,
+    /// Until when (Unix ms) `remaining` may be trusted: the end of its window, or sooner.
+    pub(crate) valid_until: AtomicI64,
+    /// Amounts forwarded early whose reservation has not been answered yet.
+    pub(crate) in_flight: AtomicU64,
+}
+
+impl Clone for LimitSet {
+    fn clone(&self) -> Self {
+        Self::new(self.rules.to_vec())
+    }
+}
+
+impl PartialEq for LimitSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.rules == other.rules
+    }
+}
+
+impl Eq for LimitSet {}
+
+impl std::fmt::Debug for LimitSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitSet")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LimitSet {
@@ -41,11 +81,20 @@ impl LimitSet {
             &limits.budget,
             usd_to_micros,
         );
-        (!rules.is_empty()).then(|| {
-            Arc::new(LimitSet {
-                rules: rules.into_boxed_slice(),
-            })
-        })
+        (!rules.is_empty()).then(|| Arc::new(LimitSet::new(rules)))
+    }
+
+    fn new(rules: Vec<Rule>) -> Self {
+        let seen = rules.iter().map(|_| Seen::default()).collect();
+        Self {
+            rules: rules.into_boxed_slice(),
+            seen,
+        }
+    }
+
+    /// Per rule, in the order of [`rules`](Self::rules): what the counter last said.
+    pub(crate) fn seen(&self) -> &[Seen] {
+        &self.seen
     }
 
     /// The rules, requests first, then tokens, then budget; shortest window first.

@@ -95,6 +95,35 @@ impl HistogramSnapshot {
     }
 }
 
+/// Counts of early forwarding (see
+/// [`ProxyBuilder::early_forwarding`](crate::ProxyBuilder::early_forwarding)).
+#[derive(Debug, Default)]
+pub struct EarlyForwards {
+    sent: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl EarlyForwards {
+    /// Requests sent upstream before the counter had admitted them.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Of those, the ones the counter then refused (or could not decide), whose upstream
+    /// call was dropped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record(&self, admitted: bool) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if !admitted {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("a request sent early was not admitted; its upstream call was dropped");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

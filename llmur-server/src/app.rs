@@ -101,13 +101,22 @@ impl App {
         let recent = RecentLogs::new(10_000);
         let redis_url = config.redis_url()?;
         let (counter, counter_health) = build_counter(&config, redis_url.as_ref())?;
-        let proxy = Proxy::builder(catalog)
+        let mut proxy = Proxy::builder(catalog)
             .usage_sink(Arc::new(Tee(writer.clone(), recent.clone())))
             .usage_counter(counter.clone())
             .default_completion_tokens(config.rate_limits.default_completion_tokens)
             .max_body_bytes(config.max_body_bytes)
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
-            .upstream_timeout(Duration::from_secs(config.upstream_timeout_secs))
+            .upstream_timeout(Duration::from_secs(config.upstream_timeout_secs));
+        if let Some(headroom) = config.rate_limits.early_forwarding_headroom {
+            if !(0.0..=1.0).contains(&headroom) {
+                return Err(ConfigError::new(format!(
+                    "rate_limits.early_forwarding_headroom is {headroom}; it must be between 0 and 1"
+                )));
+            }
+            proxy = proxy.early_forwarding(headroom);
+        }
+        let proxy = proxy
             .build()
             .map_err(|e| ConfigError::new(format!("cannot build the proxy: {e}")))?;
 
@@ -151,10 +160,14 @@ impl App {
             },
         ));
         let health_counter = counter_health.clone();
+        let early = config
+            .rate_limits
+            .early_forwarding_headroom
+            .map(|_| proxy.clone());
         let router = Router::new()
             .route(
                 "/health",
-                axum::routing::get(move || health(health_counter.clone())),
+                axum::routing::get(move || health(health_counter.clone(), early.clone())),
             )
             .merge(admin)
             .fallback(not_found)
@@ -229,9 +242,10 @@ async fn refresh_after_write(hooks: WriteHooks, request: Request, next: Next) ->
 }
 
 /// `GET /health`: `ok`, plus the Redis counter's state when Redis is configured
-/// (`degraded` while it is unreachable; the status code stays 200 under fail-open).
-async fn health(counter: Option<Arc<FailoverCounter>>) -> Response {
-    let body = match counter {
+/// (`degraded` while it is unreachable; the status code stays 200 under fail-open) and
+/// early forwarding's counts when it is on.
+async fn health(counter: Option<Arc<FailoverCounter>>, early: Option<Proxy>) -> Response {
+    let mut body = match counter {
         None => serde_json::json!({"status": "ok"}),
         Some(c) => {
             let status = c.probe().await;
@@ -241,6 +255,11 @@ async fn health(counter: Option<Arc<FailoverCounter>>) -> Response {
             })
         }
     };
+    if let Some(proxy) = early {
+        let stats = proxy.early_forwards();
+        body["early_forwarding"] =
+            serde_json::json!({"sent": stats.sent(), "dropped": stats.dropped()});
+    }
     json_response(StatusCode::OK, body.to_string())
 }
 

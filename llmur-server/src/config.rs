@@ -118,6 +118,11 @@ pub struct RateLimitConfig {
     /// Completion tokens reserved for a chat request without `max_tokens` (default 1024);
     /// the real count replaces it when the answer is in.
     pub default_completion_tokens: u64,
+    /// Early forwarding (default off): when every limit a request touches had at least
+    /// this share (0 to 1, e.g. 0.25) of its room left at Redis's last answer, the request
+    /// goes upstream while Redis decides instead of after; a refused one's upstream call
+    /// is dropped. Saves the Redis round trip on the time to first byte.
+    pub early_forwarding_headroom: Option<f64>,
 }
 
 impl Default for RateLimitConfig {
@@ -127,6 +132,7 @@ impl Default for RateLimitConfig {
             redis_timeout_ms: 100,
             redis_retry_ms: 1_000,
             default_completion_tokens: llmur_core::DEFAULT_COMPLETION_TOKENS,
+            early_forwarding_headroom: None,
         }
     }
 }
@@ -456,8 +462,9 @@ impl Config {
     /// `LLMUR_SHUTDOWN_GRACE_SECS`, `LLMUR_WORKER_THREADS`, `LLMUR_REQUEST_LOG_RETENTION_DAYS`, `LLMUR_DATABASE_URL`, `LLMUR_REDIS_URL`,
     /// `LLMUR_SESSION_TTL_HOURS`, `LLMUR_REFUSE_PRIVATE_ENDPOINTS`,
     /// `LLMUR_CATALOG_REFRESH_MS`, `LLMUR_RATE_LIMITS_ON_REDIS_FAILURE`,
-    /// `LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS`, `LLMUR_RATE_LIMITS_REDIS_RETRY_MS` and
-    /// `LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS`.
+    /// `LLMUR_RATE_LIMITS_REDIS_TIMEOUT_MS`, `LLMUR_RATE_LIMITS_REDIS_RETRY_MS`,
+    /// `LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS` and
+    /// `LLMUR_RATE_LIMITS_EARLY_FORWARDING_HEADROOM` (a share, or `off`).
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
             value
@@ -549,6 +556,12 @@ impl Config {
         if let Some(v) = var("LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS") {
             self.rate_limits.default_completion_tokens =
                 parse("LLMUR_RATE_LIMITS_DEFAULT_COMPLETION_TOKENS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_RATE_LIMITS_EARLY_FORWARDING_HEADROOM") {
+            self.rate_limits.early_forwarding_headroom = match v.trim() {
+                "" | "off" => None,
+                _ => Some(parse("LLMUR_RATE_LIMITS_EARLY_FORWARDING_HEADROOM", &v)?),
+            };
         }
         Ok(())
     }

@@ -71,6 +71,11 @@ impl Cluster {
     /// `key_limits` is a YAML flow mapping. Names carry a random suffix, so the ids (UUID v5
     /// of the names) and hence the Redis keys are new on every run.
     async fn start(key_limits: &str, script: Script) -> Self {
+        Self::start_with(key_limits, script, "").await
+    }
+
+    /// Like [`start`](Self::start), with more `rate_limits` settings (`key: value, `...).
+    async fn start_with(key_limits: &str, script: Script, rate_limits: &str) -> Self {
         let (database_url, db) = fresh_postgres_database()
             .await
             .expect("PostgreSQL reachable");
@@ -84,7 +89,7 @@ impl Cluster {
         // Redis call must show as a 503 here, never as a silent local admission.
         let yaml = format!(
             r#"
-rate_limits: {{on_redis_failure: closed, redis_timeout_ms: 2000}}
+rate_limits: {{{rate_limits}on_redis_failure: closed, redis_timeout_ms: 2000}}
 connections:
   - provider: openai/v1
     name: up-{suffix}
@@ -183,16 +188,24 @@ virtual_keys:
 
     /// Every instance counted in Redis throughout: no failed or timed-out counter call.
     async fn assert_counted_in_redis(&self) {
-        for (i, instance) in self.instances.iter().enumerate() {
+        for (i, health) in self.health().await.iter().enumerate() {
+            assert_eq!(health["status"], "ok", "instance {i}: {health}");
+            assert_eq!(health["counter"]["failures"], 0, "instance {i}: {health}");
+        }
+    }
+
+    async fn health(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for instance in &self.instances {
             let health: Value = reqwest::get(format!("{}/health", instance.base))
                 .await
                 .expect("health answers")
                 .json()
                 .await
                 .expect("health JSON");
-            assert_eq!(health["status"], "ok", "instance {i}: {health}");
-            assert_eq!(health["counter"]["failures"], 0, "instance {i}: {health}");
+            out.push(health);
         }
+        out
     }
 }
 
@@ -298,15 +311,28 @@ fn per_instance(outcomes: &[&Outcome]) -> [usize; 3] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_admit_exactly_the_request_limit() {
+    admit_exactly_the_request_limit("").await;
+}
+
+/// Early forwarding changes when a request goes upstream, never what is admitted: the
+/// same burst, the same exact count. Requests sent early and then refused reach the
+/// upstream but not the client; each instance has at most its own requests in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_forwarding_early_admit_exactly_the_request_limit() {
+    admit_exactly_the_request_limit("early_forwarding_headroom: 0.25, ").await;
+}
+
+async fn admit_exactly_the_request_limit(rate_limits: &str) {
     const LIMIT: usize = 100;
     const TOTAL: usize = 330;
     const IN_FLIGHT: usize = 36;
     let started = Instant::now();
-    let cluster = Cluster::start(
+    let cluster = Cluster::start_with(
         &format!("{{requests: {{per_day: {LIMIT}}}}}"),
         Script::new()
             .usage(3, 2)
             .latency(Latency::Fixed(Duration::from_millis(30))),
+        rate_limits,
     )
     .await;
     let up = started.elapsed();
@@ -331,11 +357,28 @@ async fn three_instances_admit_exactly_the_request_limit() {
         "exactly the limit, across three instances"
     );
     assert_eq!(refused.len(), TOTAL - LIMIT);
-    assert_eq!(
-        cluster.mock.request_count(),
-        LIMIT,
-        "only admitted requests reached the upstream"
-    );
+    let upstream = cluster.mock.request_count();
+    if rate_limits.is_empty() {
+        assert_eq!(
+            upstream, LIMIT,
+            "only admitted requests reached the upstream"
+        );
+    } else {
+        let (mut sent, mut dropped) = (0, 0);
+        for health in cluster.health().await {
+            sent += health["early_forwarding"]["sent"].as_u64().expect("sent");
+            dropped += health["early_forwarding"]["dropped"]
+                .as_u64()
+                .expect("dropped");
+        }
+        eprintln!("early forwarding: {sent} sent early, {dropped} of them refused");
+        assert!(sent > 0, "nothing went early");
+        assert_eq!(
+            upstream,
+            LIMIT + dropped as usize,
+            "the upstream saw the admitted requests and the early ones refused"
+        );
+    }
     // Each admission saw the shared count one higher than the one before: every value of
     // `remaining` from limit - 1 down to 0 appears once.
     let remaining: BTreeSet<u64> = admitted

@@ -13,8 +13,9 @@ use http::{HeaderMap, HeaderValue, Response, header};
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
+use super::early::{self, Sending};
 use super::headers::downstream_headers;
-use super::limits::{Admit, Charge, Limiter, refusal_error, settle_unused};
+use super::limits::{Admit, Charge, Limiter, Target, refusal_error, settle_unused};
 use super::stream::SseRelay;
 use super::urls::UrlCache;
 use crate::error::{Error, ErrorKind};
@@ -100,6 +101,7 @@ pub(crate) struct Context<'a> {
     pub(crate) sink: &'a Arc<dyn UsageSink>,
     pub(crate) clock: &'a Arc<dyn Clock>,
     pub(crate) limiter: &'a Limiter,
+    pub(crate) early: &'a crate::metrics::EarlyForwards,
     /// Time spent waiting for upstreams, added up over attempts (nanoseconds).
     pub(crate) upstream_nanos: &'a std::sync::atomic::AtomicU64,
     pub(crate) request_id: &'a HeaderValue,
@@ -130,15 +132,35 @@ pub(crate) async fn forward(
     let estimate = cx.limiter.estimate(body, cx.endpoint);
     for connection in deployment.candidates() {
         let now_ms = crate::store::types::Millis::from_system(cx.clock.now()).0;
-        let admit = cx.limiter.admit(
-            now_ms,
-            cx.key,
+        let target = Target {
+            key: cx.key,
             deployment,
             connection,
-            estimate,
-            client.take(),
-        );
-        let charge = match admit.await {
+        };
+        let call = Call {
+            endpoint: cx.endpoint,
+            body,
+            connection,
+            headers,
+        };
+        let early = cx
+            .limiter
+            .early(now_ms, target, estimate, client.is_none())
+            .and_then(|early| Some((early, connection.provider.encode(&call).ok()?)));
+        let admit = cx.limiter.admit(now_ms, target, estimate, client.take());
+        let (admitted, sending) = match early {
+            None => (admit.await, None),
+            Some((early, request)) => {
+                let started = Instant::now();
+                let (admitted, sending) =
+                    early::admit_while_sending(admit, cx.upstream.send(request)).await;
+                drop(early);
+                // A refusal drops `sending` with this iteration: the upstream call ends.
+                cx.early.record(matches!(admitted, Ok(Admit::Go(_))));
+                (admitted, Some((sending, started)))
+            }
+        };
+        let charge = match admitted {
             Ok(Admit::Go(charge)) => charge,
             Ok(Admit::ConnectionFull(refusal, back)) => {
                 client = back;
@@ -152,22 +174,29 @@ pub(crate) async fn forward(
         };
         let limit_headers = charge.headers(now_ms);
         let mut attempt = Attempt::start(cx, deployment, connection, body, charge);
-        let call = Call {
-            endpoint: cx.endpoint,
-            body,
-            connection,
-            headers,
-        };
-        let request = match connection.provider.encode(&call) {
-            Ok(request) => request,
-            Err(e) => {
-                attempt.fail(&e);
-                return Err(e);
+        let (sent, upstream_time) = match sending {
+            Some((Sending::Done(sent, at), started)) => {
+                attempt.started = started;
+                (sent, at - started)
+            }
+            Some((Sending::Pending(send), started)) => {
+                attempt.started = started;
+                (send.await, started.elapsed())
+            }
+            None => {
+                let request = match connection.provider.encode(&call) {
+                    Ok(request) => request,
+                    Err(e) => {
+                        attempt.fail(&e);
+                        return Err(e);
+                    }
+                };
+                let waited = Instant::now();
+                let sent = cx.upstream.send(request).await;
+                (sent, waited.elapsed())
             }
         };
-        let waited = Instant::now();
-        let sent = cx.upstream.send(request).await;
-        cx.add_upstream_time(waited.elapsed());
+        cx.add_upstream_time(upstream_time);
         match sent {
             Ok(response) => {
                 let mut response =

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
+use super::early::{self, Early, Sets};
 use crate::counter::{
     Ask, Bucket, Decision, Level, Metric, Part, Refusal, Reservation, UsageCounter,
 };
@@ -29,6 +30,8 @@ pub const DEFAULT_COMPLETION_TOKENS: u64 = 1_024;
 pub(crate) struct Limiter {
     pub(crate) counter: Arc<dyn UsageCounter>,
     pub(crate) completion_default: u64,
+    /// Early forwarding's headroom (a share of each limit), or `None` when it is off.
+    pub(crate) early_headroom: Option<f64>,
 }
 
 /// The amounts one request reserves before the upstream answers.
@@ -82,52 +85,40 @@ impl Limiter {
         }
     }
 
+    /// Counts a request about to be admitted on `connection` as sent early, if early
+    /// forwarding is on and the counter's last answers left room enough (see
+    /// [`Early::try_start`]). Hold it until the reserve is answered.
+    pub(crate) fn early<'a>(
+        &self,
+        now_ms: i64,
+        target: Target<'a>,
+        estimate: Estimate,
+        with_client: bool,
+    ) -> Option<Early<'a>> {
+        let headroom = self.early_headroom?;
+        let amounts = amounts(estimate, target.connection);
+        Early::try_start(target.sets(with_client), amounts, headroom, now_ms)
+    }
+
     /// Reserves on `connection`, and on the key, project and deployment unless `client`
     /// holds their reservation already.
     pub(crate) async fn admit(
         &self,
         now_ms: i64,
-        key: &VirtualKey,
-        deployment: &Deployment,
-        connection: &Connection,
+        target: Target<'_>,
         estimate: Estimate,
         client: Option<Reservation>,
     ) -> Result<Admit, Error> {
-        let amounts = Amounts {
-            tokens: estimate.tokens(),
-            cost_micros: estimate.cost_micros(connection),
-        };
-        let rules = |limits: &Option<Arc<LimitSet>>| limits.as_ref().map_or(0, |l| l.rules().len());
-        let mut asks = Vec::with_capacity(
-            rules(&key.limits)
-                + rules(&key.project_limits)
-                + rules(&deployment.limits)
-                + rules(&connection.limits),
-        );
-        if client.is_none() {
-            push_asks(&mut asks, Level::VirtualKey, key.id.0, &key.limits, amounts);
-            push_asks(
-                &mut asks,
-                Level::Project,
-                key.project_id.0,
-                &key.project_limits,
-                amounts,
-            );
-            push_asks(
-                &mut asks,
-                Level::Deployment,
-                deployment.id.0,
-                &deployment.limits,
-                amounts,
-            );
+        let amounts = amounts(estimate, target.connection);
+        let sets = target.sets(client.is_none());
+        let ids = target.ids();
+        let rules = |set: &Option<&LimitSet>| set.map_or(0, |l| l.rules().len());
+        let mut asks = Vec::with_capacity(sets.iter().map(|(_, set)| rules(set)).sum());
+        for ((level, set), id) in sets.iter().zip(ids) {
+            if let Some(set) = set {
+                push_asks(&mut asks, *level, id, set, amounts);
+            }
         }
-        push_asks(
-            &mut asks,
-            Level::Connection,
-            connection.id.0,
-            &connection.limits,
-            amounts,
-        );
         let mut charge = Charge {
             counter: self.counter.clone(),
             client: client.unwrap_or_default(),
@@ -145,6 +136,12 @@ impl Limiter {
             .with_code("rate_limiter_unavailable")
             .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
         })?;
+        if self.early_headroom.is_some() {
+            match &decision {
+                Decision::Admitted(reservation) => early::observe(&sets, reservation, now_ms),
+                Decision::Refused(refusal) => early::refused(&sets, refusal),
+            }
+        }
         match decision {
             Decision::Admitted(reservation) => {
                 let (connection, client) =
@@ -164,26 +161,53 @@ impl Limiter {
     }
 }
 
+/// Where a request is about to go: the entities whose limits it is counted on.
 #[derive(Clone, Copy)]
-struct Amounts {
-    tokens: u64,
-    cost_micros: u64,
+pub(crate) struct Target<'a> {
+    pub(crate) key: &'a VirtualKey,
+    pub(crate) deployment: &'a Deployment,
+    pub(crate) connection: &'a Connection,
+}
+
+impl<'a> Target<'a> {
+    /// The limit sets asked on, in the order asked: the key, project and deployment
+    /// (unless already reserved: `with_client` false), then the connection.
+    fn sets(self, with_client: bool) -> Sets<'a> {
+        let client = |limits: &'a Option<Arc<LimitSet>>| {
+            if with_client { limits.as_deref() } else { None }
+        };
+        [
+            (Level::VirtualKey, client(&self.key.limits)),
+            (Level::Project, client(&self.key.project_limits)),
+            (Level::Deployment, client(&self.deployment.limits)),
+            (Level::Connection, self.connection.limits.as_deref()),
+        ]
+    }
+
+    fn ids(self) -> [uuid::Uuid; 4] {
+        [
+            self.key.id.0,
+            self.key.project_id.0,
+            self.deployment.id.0,
+            self.connection.id.0,
+        ]
+    }
+}
+
+/// The amounts a request asks for, per metric (in [`early::metric_index`] order).
+fn amounts(estimate: Estimate, connection: &Connection) -> [u64; 3] {
+    [1, estimate.tokens(), estimate.cost_micros(connection)]
 }
 
 fn push_asks(
     asks: &mut Vec<Ask>,
     level: Level,
     id: uuid::Uuid,
-    limits: &Option<Arc<LimitSet>>,
-    amounts: Amounts,
+    limits: &LimitSet,
+    amounts: [u64; 3],
 ) {
-    let Some(limits) = limits else { return };
     for rule in limits.rules() {
-        let amount = match rule.metric {
-            Metric::Requests => 1,
-            Metric::Tokens => amounts.tokens,
-            Metric::CostMicros => amounts.cost_micros,
-        };
+        let amount = amounts[early::metric_index(rule.metric)];
         asks.push(Ask {
             bucket: Bucket {
                 level,

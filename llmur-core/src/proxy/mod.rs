@@ -6,6 +6,7 @@
 //! the crate docs list; see [`Proxy::handle`].
 
 mod body;
+mod early;
 mod forward;
 pub mod headers;
 mod layer;
@@ -59,6 +60,7 @@ struct Shared {
     upstream: Upstream,
     limiter: Limiter,
     overhead: Arc<crate::metrics::Histogram>,
+    early: Arc<crate::metrics::EarlyForwards>,
     max_body_bytes: usize,
 }
 
@@ -80,6 +82,7 @@ pub struct ProxyBuilder {
     clock: Arc<dyn Clock>,
     counter: Arc<dyn UsageCounter>,
     completion_default: u64,
+    early_headroom: Option<f64>,
     max_body_bytes: usize,
     connect_timeout: Duration,
     timeout: Duration,
@@ -121,6 +124,19 @@ impl ProxyBuilder {
     /// [`DEFAULT_COMPLETION_TOKENS`]); the settle corrects it to the real count.
     pub fn default_completion_tokens(mut self, tokens: u64) -> Self {
         self.completion_default = tokens;
+        self
+    }
+
+    /// Early forwarding (default off): a request whose every limit had, at the counter's
+    /// last answer (at most a second ago), at least `headroom` of its room left — beyond
+    /// what this proxy has sent early since — is sent upstream while the counter decides,
+    /// instead of after. The counter still admits or refuses every request exactly; a
+    /// refused one's upstream call is dropped before any of its answer reaches the client
+    /// (see [`Proxy::early_forwards`]), but the upstream may have begun, and billed, the
+    /// work. It saves a shared counter's round trip (Redis) on the time to first byte.
+    /// `headroom` is a share of each limit, clamped to `0.0..=1.0` (NaN: off).
+    pub fn early_forwarding(mut self, headroom: f64) -> Self {
+        self.early_headroom = (!headroom.is_nan()).then(|| headroom.clamp(0.0, 1.0));
         self
     }
 
@@ -172,8 +188,10 @@ impl ProxyBuilder {
                 limiter: Limiter {
                     counter: self.counter,
                     completion_default: self.completion_default,
+                    early_headroom: self.early_headroom,
                 },
                 overhead: Arc::new(crate::metrics::Histogram::new()),
+                early: Arc::default(),
                 max_body_bytes: self.max_body_bytes,
             }),
         })
@@ -208,6 +226,7 @@ impl Proxy {
             clock: Arc::new(SystemClock),
             counter: Arc::new(MemoryCounter::new()),
             completion_default: limits::DEFAULT_COMPLETION_TOKENS,
+            early_headroom: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(600),
@@ -219,6 +238,12 @@ impl Proxy {
     /// client as `x-llmur-overhead-ms`).
     pub fn overhead(&self) -> &crate::metrics::Histogram {
         &self.shared.overhead
+    }
+
+    /// How many requests went upstream early, and how many of those the counter then
+    /// refused (see [`ProxyBuilder::early_forwarding`]).
+    pub fn early_forwards(&self) -> &crate::metrics::EarlyForwards {
+        &self.shared.early
     }
 
     /// A proxy that shares everything with this one — catalog, counter, usage sink,
@@ -297,6 +322,7 @@ impl Proxy {
             sink: &shared.sink,
             clock: &shared.clock,
             limiter: &shared.limiter,
+            early: &shared.early,
             upstream_nanos,
             request_id,
             key: &key,
@@ -417,6 +443,7 @@ mod tests {
         let proxy = Proxy::builder(catalog).build().unwrap();
         let fork = proxy.fork().unwrap();
         assert!(Arc::ptr_eq(&proxy.shared.overhead, &fork.shared.overhead));
+        assert!(Arc::ptr_eq(&proxy.shared.early, &fork.shared.early));
         assert!(Arc::ptr_eq(&proxy.shared.catalog, &fork.shared.catalog));
         assert!(Arc::ptr_eq(
             &proxy.shared.limiter.counter,

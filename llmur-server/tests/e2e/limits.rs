@@ -338,3 +338,39 @@ async fn unlimited_requests_carry_no_ratelimit_headers() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-ratelimit-limit-requests").is_none());
 }
+
+#[tokio::test]
+async fn early_forwarding_is_set_in_the_file_or_the_environment_and_checked_at_start() {
+    let yaml = r#"
+database_url: "sqlite::memory:"
+application_secret: limits-secret-0123456789abcdef
+rate_limits: {early_forwarding_headroom: 0.2}
+"#;
+    let mut config = Config::from_yaml(yaml).expect("config");
+    assert_eq!(config.rate_limits.early_forwarding_headroom, Some(0.2));
+    config
+        .apply_env(|k| (k == "LLMUR_RATE_LIMITS_EARLY_FORWARDING_HEADROOM").then(|| "off".into()))
+        .expect("off");
+    assert_eq!(config.rate_limits.early_forwarding_headroom, None);
+    config
+        .apply_env(|k| (k == "LLMUR_RATE_LIMITS_EARLY_FORWARDING_HEADROOM").then(|| "1.5".into()))
+        .expect("a number");
+    let Err(e) = llmur_server::start(config, std::future::pending()).await else {
+        panic!("a headroom of 1.5 was accepted");
+    };
+    assert!(e.to_string().contains("early_forwarding_headroom"), "{e}");
+
+    let mut config = Config::from_yaml(yaml).expect("config");
+    config.port = 0;
+    config.host = "127.0.0.1".parse().expect("host");
+    let server = llmur_server::start(config, std::future::pending())
+        .await
+        .expect("server");
+    let health: Value = reqwest::get(format!("{}/health", server.base_url()))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["early_forwarding"], json!({"sent": 0, "dropped": 0}));
+}
