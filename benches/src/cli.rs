@@ -30,10 +30,14 @@ pub enum Arm {
     #[value(name = "llmur-full")]
     #[serde(rename = "llmur-full")]
     Full,
+    /// llmur full with early forwarding (headroom 0.25); not in the default arms.
+    #[value(name = "llmur-early")]
+    #[serde(rename = "llmur-early")]
+    Early,
 }
 
 impl Arm {
-    /// Every arm, in the order rounds interleave them.
+    /// The default arms, in the order rounds interleave them.
     pub const ALL: [Arm; 4] = [Arm::Direct, Arm::Floor, Arm::Bare, Arm::Full];
 
     /// Whether a proxy process sits in between.
@@ -49,6 +53,7 @@ impl fmt::Display for Arm {
             Arm::Floor => "floor",
             Arm::Bare => "llmur-bare",
             Arm::Full => "llmur-full",
+            Arm::Early => "llmur-early",
         })
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - **bare**: the in-memory SQLite store, no Redis (counters in memory), logging off;
 //! - **full**: a fresh PostgreSQL schema (catalog and request logs), Redis counters, info
-//!   logging (llmur's default);
+//!   logging (llmur's default); optionally early forwarding (the llmur-early arm);
 //!
 //! both with the catalog as code — one connection to the mock, one deployment, one
 //! project, one virtual key — and generous limits on all four levels (requests and tokens
@@ -35,6 +35,8 @@ pub enum Profile {
         database_url: String,
         /// A `redis://` URL.
         redis_url: String,
+        /// Early forwarding with a headroom of 0.25.
+        early: bool,
     },
 }
 
@@ -68,11 +70,15 @@ pub fn render(profile: &Profile, port: u16, upstream: &str, size: CatalogSize) -
         Profile::Full {
             database_url,
             redis_url,
+            early,
         } => {
             let _ = writeln!(
                 y,
                 "log_level: info\ndatabase_url: \"{database_url}\"\nredis_url: \"{redis_url}\""
             );
+            if *early {
+                let _ = writeln!(y, "rate_limits: {{early_forwarding_headroom: 0.25}}");
+            }
         }
     }
     let _ = writeln!(y, "connections:");
@@ -147,6 +153,7 @@ mod tests {
         let full = Profile::Full {
             database_url: "postgres://u@h/db?options=-c%20search_path%3Ds".to_owned(),
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            early: true,
         };
         for (profile, size) in [(Profile::Bare, size), (full, CatalogSize::MINIMAL)] {
             let yaml = render(&profile, 1, "http://127.0.0.1:2", size);

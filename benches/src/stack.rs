@@ -64,14 +64,14 @@ pub struct Stack {
     /// The mock upstream.
     pub mock: Proc,
     proxies: Vec<(Arm, Proc)>,
-    guard: Option<TempDatabaseGuard>,
+    guards: Vec<TempDatabaseGuard>,
 }
 
 impl Stack {
     /// Starts the mock in `mode` and the proxies of `arms`, and sends each arm one
     /// request; returns the stack and each proxy's idle RSS (bytes) after that request.
     ///
-    /// The llmur-full arm gets a fresh schema in the PostgreSQL of the tests
+    /// The llmur-full and llmur-early arms each get a fresh schema in the PostgreSQL of the tests
     /// (`LLMUR_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
     pub async fn start(
         env: &mut Env,
@@ -83,7 +83,7 @@ impl Stack {
         let mut stack = Stack {
             mock,
             proxies: Vec::new(),
-            guard: None,
+            guards: Vec::new(),
         };
         for &arm in arms {
             let proc = match arm {
@@ -100,14 +100,16 @@ impl Stack {
                     .await?
                     .0
                 }
-                Arm::Full => {
+                Arm::Full | Arm::Early => {
                     let (database_url, guard) = fresh_postgres_database().await?;
-                    stack.guard = Some(guard);
+                    stack.guards.push(guard);
                     let profile = Profile::Full {
                         database_url,
                         redis_url: env.redis_url.clone(),
+                        early: arm == Arm::Early,
                     };
-                    start_llmur(env, "llmur-full", &profile, &upstream, CatalogSize::MINIMAL)
+                    let name = arm.to_string();
+                    start_llmur(env, &name, &profile, &upstream, CatalogSize::MINIMAL)
                         .await?
                         .0
                 }
@@ -140,13 +142,13 @@ impl Stack {
         self.proxies.iter().find(|(a, _)| *a == arm).map(|(_, p)| p)
     }
 
-    /// Stops every process and removes the PostgreSQL schema.
+    /// Stops every process and removes the PostgreSQL schemas.
     pub async fn stop(self) {
         for (_, proc) in self.proxies {
             proc.stop().await;
         }
         self.mock.stop().await;
-        if let Some(guard) = self.guard {
+        for guard in self.guards {
             if let Err(e) = guard.cleanup().await {
                 eprintln!("warning: could not drop the benchmark schema: {e}");
             }
