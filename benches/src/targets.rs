@@ -55,7 +55,8 @@ pub fn check(r: &Results) -> Vec<Check> {
             verdict,
         ));
     }
-    for arm in [Arm::Bare, Arm::Full] {
+    let early = r.plan.arms.contains(&Arm::Early).then_some(Arm::Early);
+    for arm in [Arm::Bare, Arm::Full].into_iter().chain(early) {
         let direct = r.stream_rounds(Arm::Direct);
         let a = added(r.stream_rounds(arm), direct, Pick::TtfbP50);
         out.push(judge(

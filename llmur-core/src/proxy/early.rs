@@ -167,3 +167,94 @@ pub(crate) async fn admit_while_sending<A: Future, S: Future>(
     .await;
     (admitted, sending)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counter::{Bucket, Part};
+    use crate::store::types::Limits;
+    use crate::window::Window;
+
+    fn set(per_minute: u64) -> std::sync::Arc<LimitSet> {
+        let mut limits = Limits::default();
+        limits.requests.per_minute = Some(per_minute);
+        LimitSet::from_limits(&limits).unwrap_or_default()
+    }
+
+    fn admitted(used: u64, resets_at: i64, fallback: bool) -> Reservation {
+        Reservation {
+            parts: vec![Part {
+                bucket: Bucket {
+                    level: Level::VirtualKey,
+                    id: uuid::Uuid::nil(),
+                    metric: Metric::Requests,
+                    window: Window::Minute,
+                },
+                window_start: resets_at - 60_000,
+                resets_at,
+                amount: 1,
+                limit: 100,
+                used,
+            }],
+            fallback,
+        }
+    }
+
+    #[test]
+    fn room_is_trusted_for_a_second_within_its_window_and_never_from_a_fallback() {
+        let key = set(100);
+        let sets: Sets<'_> = [
+            (Level::VirtualKey, Some(&key)),
+            (Level::Project, None),
+            (Level::Deployment, None),
+            (Level::Connection, None),
+        ];
+        let go = |now| Early::try_start(sets, [1, 0, 0], 0.25, now).is_some();
+        assert!(!go(0), "nothing known yet");
+
+        observe(&sets, &admitted(10, 60_000, false), 1_000);
+        assert!(go(1_999));
+        assert!(!go(2_000), "a second old");
+        observe(&sets, &admitted(10, 1_500, false), 1_000);
+        assert!(go(1_499));
+        assert!(!go(1_500), "its window ended");
+
+        observe(&sets, &admitted(10, 60_000, true), 1_000);
+        assert!(
+            !go(1_001),
+            "a fallback counter's answer says nothing of the shared one"
+        );
+
+        // 90 left, 25 kept back: 65 can be in flight at once, and come back when answered.
+        observe(&sets, &admitted(10, 60_000, false), 1_000);
+        let held: Vec<_> = (0..65)
+            .map_while(|_| Early::try_start(sets, [1, 0, 0], 0.25, 1_001))
+            .collect();
+        assert_eq!(held.len(), 65);
+        assert!(!go(1_001));
+        drop(held);
+        assert!(go(1_001));
+
+        let refusal = Refusal {
+            bucket: admitted(0, 0, false).parts[0].bucket,
+            limit: 100,
+            used: 100,
+            amount: 1,
+            resets_at: 60_000,
+            now_ms: 1_001,
+        };
+        refused(&sets, &refusal);
+        assert!(!go(1_002), "refused on that limit");
+    }
+
+    #[test]
+    fn a_request_without_limits_never_goes_early() {
+        let sets: Sets<'_> = [
+            (Level::VirtualKey, None),
+            (Level::Project, None),
+            (Level::Deployment, None),
+            (Level::Connection, None),
+        ];
+        assert!(Early::try_start(sets, [1, 0, 0], 0.0, 0).is_none());
+    }
+}
