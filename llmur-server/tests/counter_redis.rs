@@ -838,6 +838,101 @@ async fn concurrent_reserves_share_script_calls_and_stay_exact() {
     scratch.stop().await;
 }
 
+/// A batched call sends a reservation that asks on the same buckets with the same limits
+/// as the one before it, one amount per metric, as just its amounts. Reservations of every
+/// shape, interleaved in batches: the same buckets with other amounts, other limits,
+/// another order, two amounts for one metric. Every one is decided and counted as if sent
+/// alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_reserves_of_every_shape_count_exactly() {
+    let scratch = ScratchRedis::start().await;
+    let mut conn = raw(&scratch.url()).await;
+    let c = Arc::new(counter(&scratch.url(), "shapes"));
+    let requests = bucket(Level::VirtualKey, Metric::Requests, Window::Day);
+    let minute = bucket(Level::Project, Metric::Tokens, Window::Minute);
+    let day = Bucket {
+        window: Window::Day,
+        ..minute
+    };
+    let shape = |i: u64| -> Vec<Ask> {
+        let big = 1 << 40;
+        match i % 5 {
+            0 => vec![ask(requests, 200, 1), ask(minute, big, 5), ask(day, big, 5)],
+            1 => vec![ask(requests, 200, 1), ask(minute, big, 9), ask(day, big, 9)],
+            2 => vec![ask(requests, 200, 1), ask(minute, big, 5), ask(day, big, 7)],
+            3 => vec![ask(requests, 201, 1), ask(minute, big, 5), ask(day, big, 5)],
+            _ => vec![ask(minute, big, 3), ask(requests, 200, 1), ask(day, big, 3)],
+        }
+    };
+    admitted(
+        c.reserve(&[ask(day, 1 << 40, 0)], 0)
+            .await
+            .expect("warm-up"),
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("RESETSTAT");
+    let tasks: Vec<_> = (0..400u64)
+        .map(|i| {
+            let c = Arc::clone(&c);
+            let asks = shape(i);
+            tokio::spawn(async move {
+                let decision = c.reserve_tagged(&asks, 0, Uuid::new_v4()).await;
+                (asks, decision)
+            })
+        })
+        .collect();
+    let (mut seen, mut refused) = (Vec::new(), 0);
+    let (mut minute_sum, mut day_sum) = (0, 0);
+    for task in tasks {
+        let (asks, decision) = task.await.expect("task");
+        match decision.expect("reserve") {
+            Decision::Admitted(r) => {
+                for (ask, part) in asks.iter().zip(&r.parts) {
+                    assert_eq!(
+                        (part.bucket, part.amount, part.limit),
+                        (ask.bucket, ask.amount, ask.limit)
+                    );
+                    if ask.bucket == requests {
+                        seen.push(part.used);
+                    } else if ask.bucket == minute {
+                        minute_sum += ask.amount;
+                    } else {
+                        day_sum += ask.amount;
+                    }
+                }
+            }
+            Decision::Refused(refusal) => {
+                assert_eq!(refusal.bucket, requests);
+                refused += 1;
+            }
+        }
+    }
+    seen.sort_unstable();
+    let admitted_count = seen.len() as u64;
+    assert_eq!(
+        seen,
+        (1..=admitted_count).collect::<Vec<_>>(),
+        "each saw its own count"
+    );
+    assert!(
+        (200..=201).contains(&admitted_count),
+        "{admitted_count} admitted"
+    );
+    assert_eq!(refused, 400 - admitted_count);
+    let now = scratch_now(&mut conn).await;
+    assert_eq!(c.usage(requests, now).await.expect("usage"), admitted_count);
+    assert_eq!(c.usage(minute, now).await.expect("usage"), minute_sum);
+    assert_eq!(c.usage(day, now).await.expect("usage"), day_sum);
+    let calls = command_calls(&mut conn).await;
+    let evalsha = calls.get("evalsha").copied().unwrap_or(0);
+    assert!((1..400).contains(&evalsha), "batched: {calls:?}");
+    drop(c);
+    scratch.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batched_reserves_on_different_clocks_in_one_window_share_its_hash() {
     let url = redis_url();

@@ -20,7 +20,12 @@
 --             its ticket: a hash and a field ({prefix}:tickets:{tenth of a second},
 --             the uuid's 16 bytes), or '' and a key ({prefix}:ticket:{uuid}), or '' and
 --             '' for none;
---             one string of little-endian doubles, per ask: slot, limit, amount
+--             one string of little-endian doubles, per ask: slot, limit, amount; or,
+--             when the reservation asks on the same slots with the same limits as the one
+--             before it and every ask of a metric asks the same amount (a request's asks
+--             do), 32 bytes: 0 and the amounts of requests, tokens and cost (slot s
+--             counts metric (s - 1) % 3). Unpacking 72 doubles per request cost more
+--             than the rest of a batched reservation's Lua.
 --
 -- Doubles carry every integer below 2^53 exactly; the caller sends nothing larger.
 --
@@ -150,7 +155,7 @@ local function take_ticket(hash, field)
 end
 
 -- Each reservation in order, against the counts left by those before it. Its amounts are
--- added ask by ask, each ask's count after the add kept in its limit's place; the first
+-- added ask by ask, each ask's count after the add kept behind the asks; the first
 -- ask that does not fit takes back those added before it (refusals are rare) and refuses
 -- the reservation. One that fits and has a ticket records its `now` under the ticket: if
 -- a tombstone is there already, cancel.lua left it (the caller gave up on this
@@ -164,12 +169,25 @@ local function take_back(v, asks)
 end
 
 local replies, admitted = {}, false
+local layout, asks
 for r = 1, count do
   local at = pos + 3 * r - 3
   local packed = ARGV[at + 2]
-  local n = #packed / 8
-  local v = {sunpack(doubles(n), packed)}
-  local asks = n / 3
+  local v
+  if #packed == 32 then
+    -- The slots and limits of the reservation before; this one's amounts by metric.
+    if not layout then return error('llmur: a reservation refers to none before it') end
+    local _, a1, a2, a3 = sunpack('<dddd', packed)
+    v = layout
+    for k = 3, 3 * asks, 3 do
+      local m = (v[k - 2] - 1) % 3
+      if m == 0 then v[k] = a1 elseif m == 1 then v[k] = a2 else v[k] = a3 end
+    end
+  else
+    local n = #packed / 8
+    v = {sunpack(doubles(n), packed)}
+    layout, asks = v, n / 3
+  end
   local refused
   for i = 1, asks do
     local k = 3 * i
@@ -181,7 +199,8 @@ for r = 1, count do
       break
     end
     value[s] = used
-    v[k - 1] = used
+    -- The count after the add, kept behind the asks (the limits stay for the next).
+    v[3 * asks + i] = used
   end
   local field = ARGV[at + 1]
   if refused then
@@ -190,10 +209,8 @@ for r = 1, count do
     take_back(v, asks)
     replies[r] = spack('<dd', 2, now)
   else
-    -- The counts after the add, moved to the front for the reply.
-    for i = 1, asks do v[i] = v[3 * i - 1] end
     admitted = true
-    replies[r] = spack(doubles(asks + 2), 1, now, unpack(v, 1, asks))
+    replies[r] = spack(doubles(asks + 2), 1, now, unpack(v, 3 * asks + 1, 4 * asks))
   end
 end
 

@@ -5,7 +5,9 @@
 //! reserves queue; when it ends, a task sends the queue as one `reserve.lua` call per up
 //! to 128 reserves on one clock (the server's, unless callers bring their own) until it is
 //! empty. Under load, then, one script run reads each window
-//! hash once (one `HMGET`) and writes it once (one `HSET`) for many requests. A batch
+//! hash once (one `HMGET`) and writes it once (one `HSET`) for many requests, and a
+//! reservation asking on the same buckets with the same limits as the one before it (one
+//! amount per metric, as a request's asks are) is sent as just its three amounts. A batch
 //! decides exactly what the same reserves sent one by one in queue order would. A queued
 //! reserve whose caller stopped waiting is dropped unsent; one that was already sent is
 //! taken back by its ticket (see `cancel.lua`).
@@ -293,6 +295,10 @@ impl Inner {
         let mut rest = asked.as_slice();
         let most = jobs.iter().map(|job| job.asks.len()).max().unwrap_or(0);
         let mut packed = Vec::with_capacity(24 * most);
+        // Each job's (slot, limit) per ask, and the job before's: a job asking on the same
+        // slots with the same limits, one amount per metric, sends only those amounts.
+        let mut layout = Vec::with_capacity(most);
+        let mut before: Vec<(usize, u64)> = Vec::with_capacity(most);
         for job in jobs {
             match &job.ticket {
                 Some((hash, field)) => out.arg(hash.as_str()).arg(field.as_slice()),
@@ -300,12 +306,27 @@ impl Inner {
             };
             let (places, tail) = rest.split_at(job.asks.len());
             rest = tail;
-            packed.clear();
+            layout.clear();
+            let mut by_metric: [Option<u64>; 3] = [None; 3];
+            let mut uniform = true;
             for (ask, &(g, j, metric)) in job.asks.iter().zip(places) {
                 // Field f's counts are the slots 3f + 1, 3f + 2, 3f + 3 (Lua counts from 1).
-                push_f64(&mut packed, (3 * (base[g] + j) + metric + 1) as f64);
-                push_f64(&mut packed, ask.limit.min(MAX_EXACT) as f64);
-                push_f64(&mut packed, ask.amount as f64);
+                layout.push((3 * (base[g] + j) + metric + 1, ask.limit.min(MAX_EXACT)));
+                uniform &= *by_metric[metric].get_or_insert(ask.amount) == ask.amount;
+            }
+            packed.clear();
+            if uniform && !layout.is_empty() && layout == before {
+                push_f64(&mut packed, 0.0);
+                for amount in by_metric {
+                    push_f64(&mut packed, amount.unwrap_or(0) as f64);
+                }
+            } else {
+                for (&(slot, limit), ask) in layout.iter().zip(&job.asks) {
+                    push_f64(&mut packed, slot as f64);
+                    push_f64(&mut packed, limit as f64);
+                    push_f64(&mut packed, ask.amount as f64);
+                }
+                std::mem::swap(&mut layout, &mut before);
             }
             out.arg(packed.as_slice());
         }
