@@ -20,7 +20,8 @@
 --             its ticket: a hash and a field ({prefix}:tickets:{tenth of a second},
 --             the uuid's 16 bytes), or '' and a key ({prefix}:ticket:{uuid}), or '' and
 --             '' for none;
---             one string of little-endian doubles, per ask: slot, limit, amount; or,
+--             one string of little-endian doubles: every ask's slot, then every ask's
+--             limit, then every ask's amount; or,
 --             when the reservation asks on the same slots with the same limits as the one
 --             before it and every ask of a metric asks the same amount (a request's asks
 --             do), 32 bytes: 0 and the amounts of requests, tokens and cost (slot s
@@ -160,47 +161,60 @@ end
 -- the reservation. One that fits and has a ticket records its `now` under the ticket: if
 -- a tombstone is there already, cancel.lua left it (the caller gave up on this
 -- reservation), and the reservation is taken back and cancelled instead.
--- Takes the amounts of the first `asks` asks of `v` back out of `value`.
-local function take_back(v, asks)
-  for i = 1, asks do
-    local s = v[3 * i - 2]
-    value[s] = value[s] - v[3 * i]
+--
+-- `layout` is the last reservation sent in full: its slots, limits and amounts as three
+-- columns of `asks` values (v[i], v[asks + i], v[2 * asks + i]), the counts after its
+-- adds behind them. A reservation that refers to it brings `amount`, its amounts by
+-- metric, and `metrics` (each ask's metric, 1 to 3) is worked out once per layout. Every
+-- Lua operation per ask counts here: a loop that copied the amounts into the layout cost
+-- a fifth of a batched reservation.
+local layout, asks, metrics, amount
+
+-- Ask i's amount.
+local function amount_of(v, i)
+  if amount then return amount[metrics[i]] end
+  return v[2 * asks + i]
+end
+
+-- Takes the amounts of the first `upto` asks of `v` back out of `value`.
+local function take_back(v, upto)
+  for i = 1, upto do
+    local s = v[i]
+    value[s] = value[s] - amount_of(v, i)
   end
 end
 
 local replies, admitted = {}, false
-local layout, asks
 for r = 1, count do
   local at = pos + 3 * r - 3
   local packed = ARGV[at + 2]
-  local v
+  local v = layout
   if #packed == 32 then
-    -- The slots and limits of the reservation before; this one's amounts by metric.
     if not layout then return error('llmur: a reservation refers to none before it') end
     local _, a1, a2, a3 = sunpack('<dddd', packed)
-    v = layout
-    for k = 3, 3 * asks, 3 do
-      local m = (v[k - 2] - 1) % 3
-      if m == 0 then v[k] = a1 elseif m == 1 then v[k] = a2 else v[k] = a3 end
+    amount = {a1, a2, a3}
+    if not metrics then
+      metrics = {}
+      for i = 1, asks do metrics[i] = (v[i] - 1) % 3 + 1 end
     end
   else
-    local n = #packed / 8
-    v = {sunpack(doubles(n), packed)}
-    layout, asks = v, n / 3
+    v = {sunpack(doubles(#packed / 8), packed)}
+    layout, asks, metrics, amount = v, #packed / 24, nil, nil
   end
   local refused
+  local above, after = 2 * asks, 3 * asks
   for i = 1, asks do
-    local k = 3 * i
-    local s = v[k - 2]
-    local used = value[s] + v[k]
-    if used > v[k - 1] then
+    local s = v[i]
+    local x
+    if amount then x = amount[metrics[i]] else x = v[above + i] end
+    local used = value[s] + x
+    if used > v[asks + i] then
       take_back(v, i - 1)
-      refused = spack('<ddddd', 0, now, i, used - v[k], end_of(s))
+      refused = spack('<ddddd', 0, now, i, used - x, end_of(s))
       break
     end
     value[s] = used
-    -- The count after the add, kept behind the asks (the limits stay for the next).
-    v[3 * asks + i] = used
+    v[after + i] = used
   end
   local field = ARGV[at + 1]
   if refused then
@@ -210,7 +224,7 @@ for r = 1, count do
     replies[r] = spack('<dd', 2, now)
   else
     admitted = true
-    replies[r] = spack(doubles(asks + 2), 1, now, unpack(v, 3 * asks + 1, 4 * asks))
+    replies[r] = spack(doubles(asks + 2), 1, now, unpack(v, after + 1, after + asks))
   end
 end
 

@@ -321,9 +321,14 @@ impl Inner {
                     push_f64(&mut packed, amount.unwrap_or(0) as f64);
                 }
             } else {
-                for (&(slot, limit), ask) in layout.iter().zip(&job.asks) {
+                // Three columns: the slots, the limits, the amounts.
+                for &(slot, _) in &layout {
                     push_f64(&mut packed, slot as f64);
+                }
+                for &(_, limit) in &layout {
                     push_f64(&mut packed, limit as f64);
+                }
+                for ask in &job.asks {
                     push_f64(&mut packed, ask.amount as f64);
                 }
                 std::mem::swap(&mut layout, &mut before);
