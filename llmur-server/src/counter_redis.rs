@@ -34,16 +34,17 @@
 //!
 //! [`UsageCounter::reserve`] is one `EVALSHA` (after a `NOSCRIPT`, the script is loaded
 //! once and the call retried), its arguments written straight into one command buffer
-//! (`counter_redis/call.rs`) and its reply one string of packed doubles per reservation,
-//! which redis-rs parses far faster than an array of integers; the pool does not ping
-//! connections on checkout. Reserves
+//! (`counter_redis/call.rs`) and its reply one string of packed doubles (the call's time
+//! and every counted slot before it), which redis-rs parses far faster than an array of
+//! integers, and a one-byte status per reservation; the caller replays the adds to learn
+//! each reservation's counts. The pool does not ping connections on checkout. Reserves
 //! that arrive while a call is in flight share the next call (`counter_redis/reserve_batch.rs`):
 //! still one round trip each, but under load one script run, one `HMGET` and one `HSET`
 //! per window hash serve many requests. The script reads the server's `TIME` (or the
 //! caller's clock, see [`RedisCounter::with_caller_clock`]), derives each bucket's calendar
-//! window exactly as [`Window::start`]/[`Window::end`] do, checks every bucket of a
-//! reservation and only then adds its amounts, reservation after reservation, in queue
-//! order. Settles gathered over `settle_window` (5 ms) are one script call
+//! window exactly as [`Window::start`]/[`Window::end`] do, and adds each reservation's
+//! amounts ask by ask (taking them back at the first that does not fit), reservation after
+//! reservation, in queue order. Settles gathered over `settle_window` (5 ms) are one script call
 //! (`counter_redis/settle_batch.rs`); [`UsageCounter::usage`] is one `HGET`.
 //!
 //! # Limits of exactness

@@ -30,15 +30,14 @@
 --
 -- Doubles carry every integer below 2^53 exactly; the caller sends nothing larger.
 --
--- Reply: per reservation, exactly what reserving them one by one would give, as one
--- string of little-endian doubles (a bulk string is far cheaper for both sides to encode
--- and parse than an array of integers):
---   admitted:  1, now, used_1, ..., used_n (each bucket's count after the add; the
---              caller derives the windows from `now`)
---   refused:   0, now, i, used_i, end_i for the first ask without room (its count before
---              the ask); the reservation writes nothing;
---   cancelled: 2, now when its ticket was cancelled before the batch ran (a reservation
---              that does not fit is refused, cancelled or not: nothing is written).
+-- Reply: first one string of little-endian doubles, the call's `now` and then every slot's
+-- count before the call (slot by slot, as numbered above); then per reservation one of
+-- '1' (admitted: its amounts were added), '0' (refused: its first ask without room was
+-- refused and nothing of it written) or '2' (cancelled: its ticket was cancelled before
+-- the batch ran; a reservation that does not fit is refused, cancelled or not). The caller
+-- replays the adds in order to learn each reservation's counts, or which ask refused; the
+-- caller derives the windows from `now`. Packing every admitted reservation's counts here
+-- cost a sixth of a batched reservation.
 -- Asks of one reservation on the same bucket add up, as if asked one after the other.
 -- An admitted reservation with a ticket records its `now` under the ticket (at least 60 s),
 -- so cancel.lua can take its amounts back out of the same windows; the same HSETNX (or
@@ -77,6 +76,17 @@ else
   now = tonumber(ARGV[3])
 end
 
+-- struct's format for n little-endian doubles, made once per size.
+local formats = {}
+local function doubles(n)
+  local f = formats[n]
+  if not f then
+    f = '<' .. string.rep('d', n)
+    formats[n] = f
+  end
+  return f
+end
+
 -- The groups: each one's hash read with one HMGET (a missing field read as ZERO); the
 -- counts of all fields unpacked at once into `value`, three per field.
 local ngroups = tonumber(ARGV[4])
@@ -110,27 +120,11 @@ for g = 1, ngroups do
   nfields = nfields + m
 end
 local value = {sunpack(string.rep('<ddd', nfields), table.concat(reads))}
-
--- The end of the window of slot `s` (for a refusal).
-local function end_of(s)
-  local f, g = floor((s - 1) / 3), 1
-  while f >= groups[g][4] do f = f - groups[g][4]; g = g + 1 end
-  return groups[g][2]
-end
+local replies = {spack(doubles(1 + 3 * nfields), now, unpack(value, 1, 3 * nfields))}
 
 local count = tonumber(ARGV[pos])
 pos = pos + 1
 
--- struct's format for n little-endian doubles, made once per size.
-local formats = {}
-local function doubles(n)
-  local f = formats[n]
-  if not f then
-    f = '<' .. string.rep('d', n)
-    formats[n] = f
-  end
-  return f
-end
 local stamp = ARGV[3] ~= '' and ARGV[3] or int(now)
 
 -- Records `stamp` under a ticket unless a cancel left its tombstone there first. A ticket
@@ -156,15 +150,14 @@ local function take_ticket(hash, field)
 end
 
 -- Each reservation in order, against the counts left by those before it. Its amounts are
--- added ask by ask, each ask's count after the add kept behind the asks; the first
+-- added ask by ask; the first
 -- ask that does not fit takes back those added before it (refusals are rare) and refuses
 -- the reservation. One that fits and has a ticket records its `now` under the ticket: if
 -- a tombstone is there already, cancel.lua left it (the caller gave up on this
 -- reservation), and the reservation is taken back and cancelled instead.
 --
 -- `layout` is the last reservation sent in full: its slots, limits and amounts as three
--- columns of `asks` values (v[i], v[asks + i], v[2 * asks + i]), the counts after its
--- adds behind them. A reservation that refers to it brings `amount`, its amounts by
+-- columns of `asks` values (v[i], v[asks + i], v[2 * asks + i]). A reservation that refers to it brings `amount`, its amounts by
 -- metric, and `metrics` (each ask's metric, 1 to 3) is worked out once per layout. Every
 -- Lua operation per ask counts here: a loop that copied the amounts into the layout cost
 -- a fifth of a batched reservation.
@@ -184,7 +177,7 @@ local function take_back(v, upto)
   end
 end
 
-local replies, admitted = {}, false
+local admitted = false
 for r = 1, count do
   local at = pos + 3 * r - 3
   local packed = ARGV[at + 2]
@@ -202,7 +195,7 @@ for r = 1, count do
     layout, asks, metrics, amount = v, #packed / 24, nil, nil
   end
   local refused
-  local above, after = 2 * asks, 3 * asks
+  local above = 2 * asks
   for i = 1, asks do
     local s = v[i]
     local x
@@ -210,21 +203,20 @@ for r = 1, count do
     local used = value[s] + x
     if used > v[asks + i] then
       take_back(v, i - 1)
-      refused = spack('<ddddd', 0, now, i, used - x, end_of(s))
+      refused = true
       break
     end
     value[s] = used
-    v[after + i] = used
   end
   local field = ARGV[at + 1]
   if refused then
-    replies[r] = refused
+    replies[r + 1] = '0'
   elseif field ~= '' and not take_ticket(ARGV[at], field) then
     take_back(v, asks)
-    replies[r] = spack('<dd', 2, now)
+    replies[r + 1] = '2'
   else
     admitted = true
-    replies[r] = spack(doubles(asks + 2), 1, now, unpack(v, after + 1, after + asks))
+    replies[r + 1] = '1'
   end
 end
 

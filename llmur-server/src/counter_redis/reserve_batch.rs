@@ -219,13 +219,21 @@ async fn drain(inner: Arc<Inner>) {
 impl Inner {
     /// One script call for `jobs`: a reply per job, in order.
     async fn send(&self, jobs: &[Job]) -> Result<Vec<Vec<i64>>, CounterError> {
-        let call = self.script_call(jobs);
-        self.sender.call(&call, jobs.len()).await
+        let mut slots = Vec::new();
+        let call = self.script_call(jobs, &mut slots);
+        let replies = self.sender.call(&call, jobs.len() + 1).await?;
+        replay(jobs, &slots, &replies).ok_or_else(|| {
+            CounterError(format!(
+                "unexpected reply from the reserve script at {}: {replies:?}",
+                self.sender.redis.target,
+            ))
+        })
     }
 
     /// The script call's arguments (see `reserve.lua`); every job is on the first one's
     /// clock.
-    fn script_call(&self, jobs: &[Job]) -> ScriptCall<'_> {
+    /// `slots` gets each ask's slot (from 0), job after job, for [`replay`].
+    fn script_call(&self, jobs: &[Job], slots: &mut Vec<usize>) -> ScriptCall<'_> {
         let sender = &self.sender;
         let mut cache = sender.keys.lock();
         let asks: usize = jobs.iter().map(|job| job.asks.len()).sum();
@@ -312,6 +320,7 @@ impl Inner {
             for (ask, &(g, j, metric)) in job.asks.iter().zip(places) {
                 // Field f's counts are the slots 3f + 1, 3f + 2, 3f + 3 (Lua counts from 1).
                 layout.push((3 * (base[g] + j) + metric + 1, ask.limit.min(MAX_EXACT)));
+                slots.push(3 * (base[g] + j) + metric);
                 uniform &= *by_metric[metric].get_or_insert(ask.amount) == ask.amount;
             }
             packed.clear();
@@ -340,13 +349,12 @@ impl Inner {
 }
 
 impl Sender {
-    /// Runs `call`, expecting `expected` replies: each one a string of little-endian
-    /// doubles (see `reserve.lua`), returned as integers.
+    /// Runs `call`, expecting `expected` bulk strings.
     async fn call(
         &self,
         call: &ScriptCall<'_>,
         expected: usize,
-    ) -> Result<Vec<Vec<i64>>, CounterError> {
+    ) -> Result<Vec<Vec<u8>>, CounterError> {
         let mut conn = self.redis.conn().await?;
         let replies = match tokio::time::timeout(
             CALL_TIMEOUT,
@@ -365,23 +373,72 @@ impl Sender {
                 )));
             }
         };
-        let unexpected = |what: String| {
-            CounterError(format!(
-                "unexpected reply from the reserve script at {}: {what}",
-                self.redis.target,
-            ))
-        };
         if replies.len() != expected {
-            return Err(unexpected(format!(
-                "{} replies for {expected} reservations",
+            return Err(CounterError(format!(
+                "unexpected reply from the reserve script at {}: {} replies, {expected} expected",
+                self.redis.target,
                 replies.len()
             )));
         }
-        replies
-            .iter()
-            .map(|reply| unpack_integers(reply).ok_or_else(|| unexpected(format!("{reply:?}"))))
-            .collect()
+        Ok(replies)
     }
+}
+
+/// Each job's reply (see `decode_reserve`), worked out from the script's: the call's `now`
+/// and every slot's count before the call, then per job whether it was admitted (`1`),
+/// refused (`0`) or cancelled (`2`). The jobs' adds are replayed in order, exactly as the
+/// script made them (integers below 2^53 on both sides): an admitted job's counts after its
+/// adds, a refused one's first ask without room. Packing each admitted job's counts in
+/// Lua cost a sixth of a batched reservation; the script now packs the counts once per call.
+/// `None` when the reply does not fit the jobs.
+fn replay(jobs: &[Job], slots: &[usize], replies: &[Vec<u8>]) -> Option<Vec<Vec<i64>>> {
+    let (head, statuses) = replies.split_first()?;
+    let head = unpack_integers(head)?;
+    let (&now, counts) = head.split_first()?;
+    let mut counts = counts.to_vec();
+    let mut rest = slots;
+    let mut out = Vec::with_capacity(jobs.len());
+    for (job, status) in jobs.iter().zip(statuses) {
+        let (slots, tail) = rest.split_at(job.asks.len());
+        rest = tail;
+        out.push(match status.as_slice() {
+            b"1" => {
+                let mut reply = Vec::with_capacity(2 + slots.len());
+                reply.extend([1, now]);
+                for (ask, &slot) in job.asks.iter().zip(slots) {
+                    let count = counts.get_mut(slot)?;
+                    *count += i64::try_from(ask.amount).ok()?;
+                    reply.push(*count);
+                }
+                reply
+            }
+            b"0" => {
+                // Counts are only read here: a refused job adds nothing. Asks of one job
+                // on the same bucket add up before its refusal, as in the script.
+                let mut added: Vec<(usize, i64)> = Vec::new();
+                let mut refusal = None;
+                for (i, (ask, &slot)) in job.asks.iter().zip(slots).enumerate() {
+                    let before = *counts.get(slot)?
+                        + added
+                            .iter()
+                            .filter(|(s, _)| *s == slot)
+                            .map(|(_, a)| a)
+                            .sum::<i64>();
+                    let amount = i64::try_from(ask.amount).ok()?;
+                    if before + amount > i64::try_from(ask.limit.min(MAX_EXACT)).ok()? {
+                        let index = i64::try_from(i + 1).ok()?;
+                        refusal = Some(vec![0, now, index, before, ask.bucket.window.end(now)]);
+                        break;
+                    }
+                    added.push((slot, amount));
+                }
+                refusal?
+            }
+            b"2" => vec![2, now],
+            _ => return None,
+        });
+    }
+    Some(out)
 }
 
 /// The integers packed as little-endian doubles in `bytes`; `None` unless every one is a
