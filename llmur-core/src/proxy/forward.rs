@@ -2,7 +2,9 @@
 //!
 //! Owns: the attempt loop over a deployment's connections (the next connection is tried
 //! only when the upstream could not be reached, i.e. before any byte was received), the
-//! shared HTTP client with its timeouts, and one [`RequestLog`] per attempt.
+//! shared HTTP client with its timeouts, and one [`RequestLog`] per attempt. An attempt
+//! is sent after the counter admitted it, or while it decides when early forwarding allows
+//! (`early.rs`); either way nothing of its answer is used before admission.
 //! Must not touch: authentication or parsing (done before), the catalog.
 
 use std::sync::Arc;
