@@ -435,7 +435,7 @@ impl UsageCounter for RedisCounter {
                     entities.len() - 1
                 }
             };
-            let amount = &mut entities[at].1[keys::metric_index(b.metric)];
+            let amount = &mut entities[at].1[b.metric.index()];
             *amount = amount.saturating_add(ask.amount).min(MAX_EXACT);
         }
         let mut call = call::ScriptCall::new(

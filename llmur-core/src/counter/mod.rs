@@ -69,6 +69,16 @@ impl Metric {
             Metric::CostMicros => "cost_micros",
         }
     }
+
+    /// Its place among the three (requests 0, tokens 1, cost 2): where it goes in
+    /// per-metric arrays and packed counts.
+    pub fn index(self) -> usize {
+        match self {
+            Metric::Requests => 0,
+            Metric::Tokens => 1,
+            Metric::CostMicros => 2,
+        }
+    }
 }
 
 /// One counter: an entity, a metric and a window kind.

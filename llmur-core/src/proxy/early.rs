@@ -15,7 +15,7 @@ use std::task::Poll;
 
 use tokio::time::Instant;
 
-use crate::counter::{Level, Metric, Refusal, Reservation};
+use crate::counter::{Level, Refusal, Reservation};
 use crate::limits::LimitSet;
 
 /// How long (ms) the room a counter reported is trusted without a newer answer.
@@ -52,7 +52,7 @@ impl<'a> Early<'a> {
             let need = seen
                 .in_flight
                 .load(Relaxed)
-                .saturating_add(amount[metric_index(rule.metric)])
+                .saturating_add(amount[rule.metric.index()])
                 .saturating_add(margin);
             if seen.remaining.load(Relaxed) < need {
                 return None;
@@ -63,7 +63,7 @@ impl<'a> Early<'a> {
         }
         for (rule, seen) in rules(&sets) {
             seen.in_flight
-                .fetch_add(amount[metric_index(rule.metric)], Relaxed);
+                .fetch_add(amount[rule.metric.index()], Relaxed);
         }
         Some(Self { sets, amount })
     }
@@ -72,7 +72,7 @@ impl<'a> Early<'a> {
 impl Drop for Early<'_> {
     fn drop(&mut self) {
         for (rule, seen) in rules(&self.sets) {
-            let amount = self.amount[metric_index(rule.metric)];
+            let amount = self.amount[rule.metric.index()];
             // Never below zero, even if a catalog swap mixed sets up.
             let _ = seen
                 .in_flight
@@ -129,14 +129,6 @@ fn rules<'s>(
         .flat_map(|set| set.rules().iter().zip(set.seen()))
 }
 
-pub(crate) fn metric_index(metric: Metric) -> usize {
-    match metric {
-        Metric::Requests => 0,
-        Metric::Tokens => 1,
-        Metric::CostMicros => 2,
-    }
-}
-
 /// The upstream call as it stands when the reserve was answered.
 pub(crate) enum Sending<S: Future> {
     /// It finished first, at that instant.
@@ -171,7 +163,7 @@ pub(crate) async fn admit_while_sending<A: Future, S: Future>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counter::{Bucket, Part};
+    use crate::counter::{Bucket, Metric, Part};
     use crate::store::types::Limits;
     use crate::window::Window;
 

@@ -134,6 +134,7 @@ pub(crate) async fn forward(
     let estimate = cx.limiter.estimate(body, cx.endpoint);
     for connection in deployment.candidates() {
         let now_ms = crate::store::types::Millis::from_system(cx.clock.now()).0;
+        let amounts = estimate.amounts(connection);
         let target = Target {
             key: cx.key,
             deployment,
@@ -147,9 +148,9 @@ pub(crate) async fn forward(
         };
         let early = cx
             .limiter
-            .early(now_ms, target, estimate, client.is_none())
+            .early(now_ms, target, amounts, client.is_none())
             .and_then(|early| Some((early, connection.provider.encode(&call).ok()?)));
-        let admit = cx.limiter.admit(now_ms, target, estimate, client.take());
+        let admit = cx.limiter.admit(now_ms, target, amounts, client.take());
         let (admitted, sending) = match early {
             None => (admit.await, None),
             Some((early, request)) => {

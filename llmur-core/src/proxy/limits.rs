@@ -46,6 +46,12 @@ impl Estimate {
         self.prompt.saturating_add(self.completion)
     }
 
+    /// What a request asks for on `connection`, per metric (in [`Metric::index`] order):
+    /// one request, the tokens, their cost there.
+    pub(crate) fn amounts(self, connection: &Connection) -> [u64; 3] {
+        [1, self.tokens(), self.cost_micros(connection)]
+    }
+
     fn cost_micros(self, connection: &Connection) -> u64 {
         price(connection).map_or(0, |p| {
             let usage = Usage {
@@ -92,11 +98,10 @@ impl Limiter {
         &self,
         now_ms: i64,
         target: Target<'a>,
-        estimate: Estimate,
+        amounts: [u64; 3],
         with_client: bool,
     ) -> Option<Early<'a>> {
         let headroom = self.early_headroom?;
-        let amounts = amounts(estimate, target.connection);
         Early::try_start(target.sets(with_client), amounts, headroom, now_ms)
     }
 
@@ -106,10 +111,9 @@ impl Limiter {
         &self,
         now_ms: i64,
         target: Target<'_>,
-        estimate: Estimate,
+        amounts: [u64; 3],
         client: Option<Reservation>,
     ) -> Result<Admit, Error> {
-        let amounts = amounts(estimate, target.connection);
         let sets = target.sets(client.is_none());
         let ids = target.ids();
         let rules = |set: &Option<&LimitSet>| set.map_or(0, |l| l.rules().len());
@@ -194,11 +198,6 @@ impl<'a> Target<'a> {
     }
 }
 
-/// The amounts a request asks for, per metric (in [`early::metric_index`] order).
-fn amounts(estimate: Estimate, connection: &Connection) -> [u64; 3] {
-    [1, estimate.tokens(), estimate.cost_micros(connection)]
-}
-
 fn push_asks(
     asks: &mut Vec<Ask>,
     level: Level,
@@ -207,7 +206,7 @@ fn push_asks(
     amounts: [u64; 3],
 ) {
     for rule in limits.rules() {
-        let amount = amounts[early::metric_index(rule.metric)];
+        let amount = amounts[rule.metric.index()];
         asks.push(Ask {
             bucket: Bucket {
                 level,

@@ -95,22 +95,13 @@ fn format_entity(level: Level, id: Uuid) -> String {
     format!("{}:{id}", level.as_str())
 }
 
-/// Where `metric`'s count sits among an entity's three (0, 1, 2).
-pub(super) fn metric_index(metric: Metric) -> usize {
-    match metric {
-        Metric::Requests => 0,
-        Metric::Tokens => 1,
-        Metric::CostMicros => 2,
-    }
-}
-
 /// `metric`'s count in a field's value; `None` unless the value is three packed doubles
 /// (a missing field counts as zero: the caller decides).
 pub(super) fn unpack_count(value: &[u8], metric: Metric) -> Option<u64> {
     if value.len() != PACKED_LEN {
         return None;
     }
-    let at = 8 * metric_index(metric);
+    let at = 8 * metric.index();
     let bytes: [u8; 8] = value.get(at..at + 8)?.try_into().ok()?;
     let count = f64::from_le_bytes(bytes);
     // Counts are whole numbers below 2^53 (the scripts keep them so); anything else is

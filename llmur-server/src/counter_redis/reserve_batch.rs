@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::call::ScriptCall;
-use super::keys::{Keys, metric_index, push_f64};
+use super::keys::{Keys, push_f64};
 use super::{MAX_EXACT, Redis};
 
 /// Most reservations in one script call.
@@ -273,7 +273,7 @@ impl Inner {
                 groups[g].1.push(bucket);
                 (g, groups[g].1.len() - 1)
             });
-            asked.push((g, j, metric_index(bucket.metric)));
+            asked.push((g, j, bucket.metric.index()));
         }
         let mut base = Vec::with_capacity(groups.len());
         out.arg(groups.len());
@@ -303,10 +303,9 @@ impl Inner {
         let mut rest = asked.as_slice();
         let most = jobs.iter().map(|job| job.asks.len()).max().unwrap_or(0);
         let mut packed = Vec::with_capacity(24 * most);
-        // Each job's (slot, limit) per ask, and the job before's: a job asking on the same
-        // slots with the same limits, one amount per metric, sends only those amounts.
-        let mut layout = Vec::with_capacity(most);
-        let mut before: Vec<(usize, u64)> = Vec::with_capacity(most);
+        // The last job sent in full: its slots (a range of `slots`) and asks. A job asking on
+        // the same slots with the same limits, one amount per metric, sends only those amounts.
+        let mut full: Option<(std::ops::Range<usize>, &[Ask])> = None;
         for job in jobs {
             match &job.ticket {
                 Some((hash, field)) => out.arg(hash.as_str()).arg(field.as_slice()),
@@ -314,33 +313,37 @@ impl Inner {
             };
             let (places, tail) = rest.split_at(job.asks.len());
             rest = tail;
-            layout.clear();
+            let start = slots.len();
             let mut by_metric: [Option<u64>; 3] = [None; 3];
             let mut uniform = true;
             for (ask, &(g, j, metric)) in job.asks.iter().zip(places) {
-                // Field f's counts are the slots 3f + 1, 3f + 2, 3f + 3 (Lua counts from 1).
-                layout.push((3 * (base[g] + j) + metric + 1, ask.limit.min(MAX_EXACT)));
+                // Field f's counts are the slots 3f, 3f + 1, 3f + 2 (Lua counts from 1).
                 slots.push(3 * (base[g] + j) + metric);
                 uniform &= *by_metric[metric].get_or_insert(ask.amount) == ask.amount;
             }
+            let limit = |ask: &Ask| ask.limit.min(MAX_EXACT);
+            let same = full.as_ref().is_some_and(|(range, asks)| {
+                slots[range.clone()] == slots[start..]
+                    && asks.iter().map(limit).eq(job.asks.iter().map(limit))
+            });
             packed.clear();
-            if uniform && !layout.is_empty() && layout == before {
+            if uniform && !job.asks.is_empty() && same {
                 push_f64(&mut packed, 0.0);
                 for amount in by_metric {
                     push_f64(&mut packed, amount.unwrap_or(0) as f64);
                 }
             } else {
                 // Three columns: the slots, the limits, the amounts.
-                for &(slot, _) in &layout {
-                    push_f64(&mut packed, slot as f64);
+                for &slot in &slots[start..] {
+                    push_f64(&mut packed, (slot + 1) as f64);
                 }
-                for &(_, limit) in &layout {
-                    push_f64(&mut packed, limit as f64);
+                for ask in &job.asks {
+                    push_f64(&mut packed, limit(ask) as f64);
                 }
                 for ask in &job.asks {
                     push_f64(&mut packed, ask.amount as f64);
                 }
-                std::mem::swap(&mut layout, &mut before);
+                full = Some((start..slots.len(), &job.asks));
             }
             out.arg(packed.as_slice());
         }
@@ -390,7 +393,7 @@ impl Sender {
 /// script made them (integers below 2^53 on both sides): an admitted job's counts after its
 /// adds, a refused one's first ask without room. Packing each admitted job's counts in
 /// Lua cost a sixth of a batched reservation; the script now packs the counts once per call.
-/// `None` when the reply does not fit the jobs.
+/// `None` when the reply does not fit the jobs (a status the replay does not reach).
 fn replay(jobs: &[Job], slots: &[usize], replies: &[Vec<u8>]) -> Option<Vec<Vec<i64>>> {
     let (head, statuses) = replies.split_first()?;
     let head = unpack_integers(head)?;
@@ -401,44 +404,52 @@ fn replay(jobs: &[Job], slots: &[usize], replies: &[Vec<u8>]) -> Option<Vec<Vec<
     for (job, status) in jobs.iter().zip(statuses) {
         let (slots, tail) = rest.split_at(job.asks.len());
         rest = tail;
-        out.push(match status.as_slice() {
-            b"1" => {
-                let mut reply = Vec::with_capacity(2 + slots.len());
-                reply.extend([1, now]);
-                for (ask, &slot) in job.asks.iter().zip(slots) {
-                    let count = counts.get_mut(slot)?;
-                    *count += i64::try_from(ask.amount).ok()?;
-                    reply.push(*count);
-                }
-                reply
+        let added = add(&mut counts, &job.asks, slots)?;
+        out.push(match (status.as_slice(), added) {
+            (b"1", Ok(used)) => [1, now].into_iter().chain(used).collect(),
+            (b"0", Err((i, before))) => {
+                let index = i64::try_from(i + 1).ok()?;
+                vec![0, now, index, before, job.asks[i].bucket.window.end(now)]
             }
-            b"0" => {
-                // Counts are only read here: a refused job adds nothing. Asks of one job
-                // on the same bucket add up before its refusal, as in the script.
-                let mut added: Vec<(usize, i64)> = Vec::new();
-                let mut refusal = None;
-                for (i, (ask, &slot)) in job.asks.iter().zip(slots).enumerate() {
-                    let before = *counts.get(slot)?
-                        + added
-                            .iter()
-                            .filter(|(s, _)| *s == slot)
-                            .map(|(_, a)| a)
-                            .sum::<i64>();
-                    let amount = i64::try_from(ask.amount).ok()?;
-                    if before + amount > i64::try_from(ask.limit.min(MAX_EXACT)).ok()? {
-                        let index = i64::try_from(i + 1).ok()?;
-                        refusal = Some(vec![0, now, index, before, ask.bucket.window.end(now)]);
-                        break;
-                    }
-                    added.push((slot, amount));
-                }
-                refusal?
+            (b"2", Ok(_)) => {
+                take_back(&mut counts, &job.asks, slots)?;
+                vec![2, now]
             }
-            b"2" => vec![2, now],
             _ => return None,
         });
     }
     Some(out)
+}
+
+/// Adds `asks` to `counts` one by one, as the script does: each ask's count after its add,
+/// or, at the first that does not fit, nothing added and that ask's index and count before
+/// it. `None` if a slot or an amount is out of range.
+fn add(
+    counts: &mut [i64],
+    asks: &[Ask],
+    slots: &[usize],
+) -> Option<Result<Vec<i64>, (usize, i64)>> {
+    let mut used = Vec::with_capacity(asks.len());
+    for (i, (ask, &slot)) in asks.iter().zip(slots).enumerate() {
+        let count = counts.get_mut(slot)?;
+        let amount = i64::try_from(ask.amount).ok()?;
+        *count += amount;
+        if *count > i64::try_from(ask.limit.min(MAX_EXACT)).ok()? {
+            let before = *count - amount;
+            take_back(counts, &asks[..=i], slots)?;
+            return Some(Err((i, before)));
+        }
+        used.push(*count);
+    }
+    Some(Ok(used))
+}
+
+/// Takes the amounts of `asks` back out of `counts`.
+fn take_back(counts: &mut [i64], asks: &[Ask], slots: &[usize]) -> Option<()> {
+    for (ask, &slot) in asks.iter().zip(slots) {
+        *counts.get_mut(slot)? -= i64::try_from(ask.amount).ok()?;
+    }
+    Some(())
 }
 
 /// The integers packed as little-endian doubles in `bytes`; `None` unless every one is a

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::call::ScriptCall;
-use super::keys::{Keys, metric_index, push_f64};
+use super::keys::{Keys, push_f64};
 use super::{MAX_EXACT, Redis};
 
 /// An entity's window: the entity, the window kind and the window's start (ms).
@@ -84,7 +84,7 @@ impl SettleBatch {
             for (bucket, start, reserved, actual) in parts {
                 let key = (bucket.level, bucket.id, bucket.window, start);
                 let sums = batch.parts.entry(key).or_insert([0; 6]);
-                let m = metric_index(bucket.metric);
+                let m = bucket.metric.index();
                 sums[m] = sums[m].saturating_add(reserved);
                 sums[3 + m] = sums[3 + m].saturating_add(actual);
             }
