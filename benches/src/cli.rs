@@ -34,6 +34,15 @@ pub enum Arm {
     #[value(name = "llmur-early")]
     #[serde(rename = "llmur-early")]
     Early,
+    /// llmur full without Redis (counters in memory): what PostgreSQL and info logging
+    /// add to bare; not in the default arms.
+    #[value(name = "llmur-pg")]
+    #[serde(rename = "llmur-pg")]
+    Pg,
+    /// llmur bare with Redis counters: what Redis adds to bare; not in the default arms.
+    #[value(name = "llmur-redis")]
+    #[serde(rename = "llmur-redis")]
+    Redis,
 }
 
 impl Arm {
@@ -54,6 +63,8 @@ impl fmt::Display for Arm {
             Arm::Bare => "llmur-bare",
             Arm::Full => "llmur-full",
             Arm::Early => "llmur-early",
+            Arm::Pg => "llmur-pg",
+            Arm::Redis => "llmur-redis",
         })
     }
 }

@@ -98,7 +98,7 @@ async fn one_cold_start(env: &mut Env, upstream: &str) -> Result<f64> {
     let mut proc = spawn_llmur(
         env,
         "llmur-cold",
-        &Profile::Bare,
+        &Profile::bare(),
         upstream,
         CatalogSize::MINIMAL,
     )?;
@@ -148,9 +148,9 @@ pub async fn scale(env: &mut Env, plan: &Plan, results: &mut Results) -> Result<
         small.keys, small.deployments, large.keys, large.deployments
     );
     let (small_proc, small_took) =
-        start_llmur(env, "llmur-bare-small", &Profile::Bare, &upstream, small).await?;
+        start_llmur(env, "llmur-bare-small", &Profile::bare(), &upstream, small).await?;
     let (large_proc, large_took) =
-        start_llmur(env, "llmur-bare-large", &Profile::Bare, &upstream, large).await?;
+        start_llmur(env, "llmur-bare-large", &Profile::bare(), &upstream, large).await?;
     let target = |key, p: &crate::procs::Proc| Target {
         key,
         addr: p.addr,

@@ -3,8 +3,10 @@
 //! - **bare**: the in-memory SQLite store, no Redis (counters in memory), logging off;
 //! - **full**: a fresh PostgreSQL schema (catalog and request logs), Redis counters, info
 //!   logging (llmur's default); optionally early forwarding (the llmur-early arm);
+//! - the parts of full on their own, to see what each costs: **pg** (full without Redis:
+//!   counters in memory) and **redis** (bare with Redis counters);
 //!
-//! both with the catalog as code — one connection to the mock, one deployment, one
+//! all with the catalog as code — one connection to the mock, one deployment, one
 //! project, one virtual key — and generous limits on all four levels (requests and tokens
 //! per minute and per day, budget per minute and per day), so the counting path runs on
 //! every request but never refuses one. The scale variant adds keys and deployments.
@@ -24,20 +26,25 @@ const LIMITS: &str = "{requests: {per_minute: 1000000000, per_day: 100000000000}
 tokens: {per_minute: 1000000000000, per_day: 100000000000000}, \
 budget: {per_minute: 1000000000.0, per_day: 100000000000.0}}";
 
-/// Which llmur profile.
-#[derive(Debug, Clone)]
-pub enum Profile {
+/// Which llmur profile: what it stores in, counts in and logs.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    /// A `postgres://` URL (a fresh schema) for the catalog and request logs, or `None`
+    /// for the in-memory SQLite store.
+    pub database_url: Option<String>,
+    /// A `redis://` URL for the counters, or `None` for counters in memory.
+    pub redis_url: Option<String>,
+    /// `log_level: info` (llmur's default) instead of off.
+    pub info_logs: bool,
+    /// Early forwarding with a headroom of 0.25.
+    pub early: bool,
+}
+
+impl Profile {
     /// In-memory store and counters, logging off.
-    Bare,
-    /// PostgreSQL at this URL, Redis at `redis_url`.
-    Full {
-        /// A `postgres://` URL (a fresh schema).
-        database_url: String,
-        /// A `redis://` URL.
-        redis_url: String,
-        /// Early forwarding with a headroom of 0.25.
-        early: bool,
-    },
+    pub fn bare() -> Self {
+        Self::default()
+    }
 }
 
 /// How big the catalog is beyond the benchmark's own key and deployment.
@@ -63,23 +70,14 @@ pub fn render(profile: &Profile, port: u16, upstream: &str, size: CatalogSize) -
     let mut y = String::with_capacity(256 + size.keys * 110 + size.deployments * 220);
     let _ = writeln!(y, "host: 127.0.0.1\nport: {port}");
     let _ = writeln!(y, "application_secret: llmur-bench-application-secret");
-    match profile {
-        Profile::Bare => {
-            let _ = writeln!(y, "log_level: \"off\"\ndatabase_url: \"sqlite::memory:\"");
-        }
-        Profile::Full {
-            database_url,
-            redis_url,
-            early,
-        } => {
-            let _ = writeln!(
-                y,
-                "log_level: info\ndatabase_url: \"{database_url}\"\nredis_url: \"{redis_url}\""
-            );
-            if *early {
-                let _ = writeln!(y, "rate_limits: {{early_forwarding_headroom: 0.25}}");
-            }
-        }
+    let level = if profile.info_logs { "info" } else { "\"off\"" };
+    let database = profile.database_url.as_deref().unwrap_or("sqlite::memory:");
+    let _ = writeln!(y, "log_level: {level}\ndatabase_url: \"{database}\"");
+    if let Some(redis_url) = &profile.redis_url {
+        let _ = writeln!(y, "redis_url: \"{redis_url}\"");
+    }
+    if profile.early {
+        let _ = writeln!(y, "rate_limits: {{early_forwarding_headroom: 0.25}}");
     }
     let _ = writeln!(y, "connections:");
     for d in 0..size.deployments.max(1) {
@@ -150,12 +148,13 @@ mod tests {
             keys: 50,
             deployments: 7,
         };
-        let full = Profile::Full {
-            database_url: "postgres://u@h/db?options=-c%20search_path%3Ds".to_owned(),
-            redis_url: "redis://127.0.0.1:6379".to_owned(),
+        let full = Profile {
+            database_url: Some("postgres://u@h/db?options=-c%20search_path%3Ds".to_owned()),
+            redis_url: Some("redis://127.0.0.1:6379".to_owned()),
+            info_logs: true,
             early: true,
         };
-        for (profile, size) in [(Profile::Bare, size), (full, CatalogSize::MINIMAL)] {
+        for (profile, size) in [(Profile::bare(), size), (full, CatalogSize::MINIMAL)] {
             let yaml = render(&profile, 1, "http://127.0.0.1:2", size);
             assert_eq!(yaml.matches("limits: {requests").count(), 4);
             let config = llmur_server::Config::from_yaml(&yaml).unwrap();
