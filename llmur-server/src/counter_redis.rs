@@ -45,7 +45,8 @@
 //! window exactly as [`Window::start`]/[`Window::end`] do, and adds each reservation's
 //! amounts ask by ask (taking them back at the first that does not fit), reservation after
 //! reservation, in queue order. Settles gathered over `settle_window` (5 ms) are one script call
-//! (`counter_redis/settle_batch.rs`); [`UsageCounter::usage`] is one `HGET`.
+//! (`counter_redis/settle_batch.rs`); the proxy's are queued there without a task or a wait
+//! of their own (`settle_now`); [`UsageCounter::usage`] is one `HGET`.
 //!
 //! # Limits of exactness
 //!
@@ -463,16 +464,14 @@ impl UsageCounter for RedisCounter {
     }
 
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
-        let mut parts = Vec::with_capacity(reservation.parts.len());
-        for (i, part) in reservation.parts.iter().enumerate() {
-            // A missing actual keeps the reservation; an unchanged amount needs no write.
-            let Some(&real) = actual.get(i) else { continue };
-            if real == part.amount {
-                continue;
-            }
-            parts.push((part.bucket, part.window_start, part.amount, real));
-        }
-        self.settles.settle(parts).await
+        self.settles.settle(settle_parts(reservation, actual)).await
+    }
+
+    /// Queues the correction into the open settle batch and returns at once: the proxy
+    /// settles every request, and a task per request only to wait for the batch cost more
+    /// than the batch. A failed write is logged by the batch.
+    fn settle_now(&self, reservation: &Reservation, actual: &[u64]) -> bool {
+        self.settles.queue(settle_parts(reservation, actual))
     }
 
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
@@ -504,6 +503,18 @@ impl UsageCounter for RedisCounter {
 /// Turns the reserve script's reply into a [`Decision`]; `None` if it is malformed. An
 /// admitted reply carries each bucket's count; the windows follow from its `now` exactly
 /// as the script computed them.
+/// A settle's corrections: each changed part's bucket, window start, reserved and actual
+/// amounts. A missing actual keeps the reservation; an unchanged amount needs no write.
+fn settle_parts(reservation: &Reservation, actual: &[u64]) -> Vec<settle_batch::SettlePart> {
+    reservation
+        .parts
+        .iter()
+        .zip(actual)
+        .filter(|(part, real)| **real != part.amount)
+        .map(|(part, &real)| (part.bucket, part.window_start, part.amount, real))
+        .collect()
+}
+
 fn decode_reserve(asks: &[Ask], reply: &[i64]) -> Option<Decision> {
     match reply {
         [1, now_ms, used @ ..] if used.len() == asks.len() => {

@@ -414,6 +414,58 @@ async fn one_round_trip_per_call() {
     scratch.stop().await;
 }
 
+/// The proxy's settles (`settle_now`) return at once and land in one batch: one EVALSHA
+/// for all of them; without a runtime to write on, `settle_now` declines (the caller then
+/// settles in a task of its own).
+#[tokio::test]
+async fn settle_now_queues_into_the_batch_without_waiting() {
+    let scratch = ScratchRedis::start().await;
+    let mut conn = raw(&scratch.url()).await;
+    let c = Arc::new(counter(&scratch.url(), "now"));
+    let b = bucket(Level::Project, Metric::Tokens, Window::Day);
+    let mut reservations = Vec::new();
+    for _ in 0..10 {
+        let r = c.reserve(&[ask(b, 1_000_000, 100)], 0).await.expect("reserve");
+        reservations.push(admitted(r));
+    }
+    // Loads the settle script, on another bucket.
+    let d = bucket(Level::Deployment, Metric::Tokens, Window::Day);
+    let warm = admitted(c.reserve(&[ask(d, 1_000, 1)], 0).await.expect("warm-up"));
+    c.settle(&warm, &[2]).await.expect("warm-up settle");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("RESETSTAT");
+    for (i, r) in reservations.iter().enumerate() {
+        let actual = if i < 4 { 40 } else { 100 };
+        assert!(c.settle_now(r, &[actual]), "queued");
+    }
+    let other = Arc::clone(&c);
+    let last = reservations[9].clone();
+    let declined = std::thread::spawn(move || other.settle_now(&last, &[1]))
+        .join()
+        .expect("thread");
+    assert!(!declined, "no runtime on a plain thread: declined");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut used = 0;
+    while Instant::now() < deadline {
+        used = c
+            .usage(b, scratch_now(&mut conn).await)
+            .await
+            .expect("usage");
+        if used == 10 * 100 - 4 * 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(used, 10 * 100 - 4 * 60, "the four settles to 40 are written");
+    let calls = command_calls(&mut conn).await;
+    assert_eq!(calls.get("evalsha"), Some(&1), "one batch: {calls:?}");
+    drop(c);
+    scratch.stop().await;
+}
+
 /// The server's time, read through the raw connection (counts as one `TIME`).
 async fn scratch_now(conn: &mut MultiplexedConnection) -> i64 {
     server_now(conn).await

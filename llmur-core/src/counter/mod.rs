@@ -225,10 +225,12 @@ pub trait UsageCounter: Send + Sync + std::fmt::Debug + 'static {
         Ok(())
     }
 
-    /// Settles at once, without waiting, when this counter can (an in-process one), and
-    /// says whether it did; the same contract as [`settle`](Self::settle). The default
-    /// does nothing and returns `false`, and the caller then runs `settle` in a task. The
-    /// proxy settles every request: this spares an in-process counter a task per request.
+    /// Settles without waiting, when this counter can, and says whether it did: at once
+    /// (an in-process counter), or by handing the correction to a batch of its own that
+    /// logs a failed write (the Redis counter); otherwise the same contract as
+    /// [`settle`](Self::settle). The default does nothing and returns `false`, and the
+    /// caller then runs `settle` in a task. The proxy settles every request: this spares
+    /// a counter a task per request.
     fn settle_now(&self, reservation: &Reservation, actual: &[u64]) -> bool {
         let _ = (reservation, actual);
         false

@@ -4,9 +4,10 @@
 //! project, deployment and connection); their corrections are summed per bucket window and
 //! written together, so Redis does one read and one write per window hash per batch
 //! instead of one per request. Each `settle` still returns only once its own correction is
-//! written (or has failed), so callers see the same contract as an unbatched settle. The
-//! write runs in a task of its own: a caller that gives up waiting (a timeout) cannot
-//! strand the batch.
+//! written (or has failed), so callers see the same contract as an unbatched settle; a
+//! `queue`d one (the proxy's, through `settle_now`) does not wait at all, and a failed write
+//! is logged for it. The write runs in a task of its own: a caller that gives up waiting
+//! (a timeout) cannot strand the batch.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use bb8_redis::redis::Script;
 use llmur_core::counter::{Bucket, CounterError, Level};
 use llmur_core::window::Window;
 use rustc_hash::FxHashMap;
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -39,6 +41,8 @@ struct Pending {
     /// summed (what `settle.lua` takes per field). Keys are named only when written.
     parts: FxHashMap<EntityWindow, [u64; 6]>,
     waiters: Vec<Waiter>,
+    /// Settles queued without a waiter (see [`SettleBatch::queue`]).
+    unwaited: usize,
 }
 
 /// The batch being gathered, shared by all clones of the counter's handle.
@@ -76,7 +80,33 @@ impl SettleBatch {
         if parts.is_empty() {
             return Ok(());
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(CounterError("no runtime to write a settle on".to_owned()));
+        };
         let (tx, rx) = oneshot::channel();
+        self.add(&runtime, parts, Some(tx));
+        rx.await.unwrap_or_else(|_| {
+            Err(CounterError(
+                "the settle batch was dropped before it was written".to_owned(),
+            ))
+        })
+    }
+
+    /// Adds corrections without waiting for them: the batch logs a failed write itself.
+    /// `false` (nothing added) when there is no runtime to write them on.
+    pub(super) fn queue(self: &Arc<Self>, parts: Vec<SettlePart>) -> bool {
+        if parts.is_empty() {
+            return true;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        self.add(&runtime, parts, None);
+        true
+    }
+
+    /// Adds corrections to the open batch, or opens one and spawns its write on `runtime`.
+    fn add(self: &Arc<Self>, runtime: &Handle, parts: Vec<SettlePart>, waiter: Option<Waiter>) {
         let start_batch = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             let open = pending.is_none();
@@ -88,18 +118,16 @@ impl SettleBatch {
                 sums[m] = sums[m].saturating_add(reserved);
                 sums[3 + m] = sums[3 + m].saturating_add(actual);
             }
-            batch.waiters.push(tx);
+            match waiter {
+                Some(waiter) => batch.waiters.push(waiter),
+                None => batch.unwaited += 1,
+            }
             open
         };
         if start_batch {
             let this = Arc::clone(self);
-            tokio::spawn(async move { this.flush().await });
+            runtime.spawn(async move { this.flush().await });
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(CounterError(
-                "the settle batch was dropped before it was written".to_owned(),
-            ))
-        })
     }
 
     async fn flush(&self) {
@@ -111,6 +139,15 @@ impl SettleBatch {
             .take();
         let Some(batch) = batch else { return };
         let result = self.write(&batch.parts).await;
+        if let Err(e) = &result {
+            if batch.unwaited > 0 {
+                tracing::warn!(
+                    error = %e,
+                    settles = batch.unwaited,
+                    "usage settle failed; the reserved amounts stay counted"
+                );
+            }
+        }
         for waiter in batch.waiters {
             let _ = waiter.send(result.clone());
         }
