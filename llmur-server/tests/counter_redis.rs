@@ -425,7 +425,10 @@ async fn settle_now_queues_into_the_batch_without_waiting() {
     let b = bucket(Level::Project, Metric::Tokens, Window::Day);
     let mut reservations = Vec::new();
     for _ in 0..10 {
-        let r = c.reserve(&[ask(b, 1_000_000, 100)], 0).await.expect("reserve");
+        let r = c
+            .reserve(&[ask(b, 1_000_000, 100)], 0)
+            .await
+            .expect("reserve");
         reservations.push(admitted(r));
     }
     // Loads the settle script, on another bucket.
@@ -459,7 +462,11 @@ async fn settle_now_queues_into_the_batch_without_waiting() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(used, 10 * 100 - 4 * 60, "the four settles to 40 are written");
+    assert_eq!(
+        used,
+        10 * 100 - 4 * 60,
+        "the four settles to 40 are written"
+    );
     let calls = command_calls(&mut conn).await;
     assert_eq!(calls.get("evalsha"), Some(&1), "one batch: {calls:?}");
     drop(c);
@@ -981,6 +988,147 @@ async fn batched_reserves_of_every_shape_count_exactly() {
     let calls = command_calls(&mut conn).await;
     let evalsha = calls.get("evalsha").copied().unwrap_or(0);
     assert!((1..400).contains(&evalsha), "batched: {calls:?}");
+    drop(c);
+    scratch.stop().await;
+}
+
+/// Reservations like a request's (every metric of every entity, one amount per metric)
+/// go to the script in its dense form (every slot's limit, the amounts by metric), alone
+/// and first in a batch, mixed with ones that are not; admitted, refused and cancelled
+/// ones come out exact. (Mutating the dense check or the dense take-back fails it.)
+#[tokio::test]
+async fn dense_reservations_count_exactly() {
+    let scratch = ScratchRedis::start().await;
+    let mut conn = raw(&scratch.url()).await;
+    let c = Arc::new(counter(&scratch.url(), "dense"));
+    let key = Uuid::new_v4();
+    let project = Uuid::new_v4();
+    let mut buckets = Vec::new();
+    for (level, id) in [(Level::VirtualKey, key), (Level::Project, project)] {
+        for window in [Window::Minute, Window::Day] {
+            for metric in [Metric::Requests, Metric::Tokens, Metric::CostMicros] {
+                buckets.push(Bucket {
+                    level,
+                    id,
+                    metric,
+                    window,
+                });
+            }
+        }
+    }
+    // The key's requests per day run out at 150; a request asks 1 request, 5 tokens and
+    // 2 µUSD everywhere; every third asks 7 tokens on the day windows (not dense).
+    let limit = |b: &Bucket| {
+        if b.level == Level::VirtualKey && b.window == Window::Day && b.metric == Metric::Requests {
+            150
+        } else {
+            1 << 40
+        }
+    };
+    let shape = move |i: u64| -> Vec<Ask> {
+        buckets
+            .iter()
+            .map(|b| {
+                let amount = match b.metric {
+                    Metric::Requests => 1,
+                    Metric::Tokens if i % 3 == 2 && b.window == Window::Day => 7,
+                    Metric::Tokens => 5,
+                    Metric::CostMicros => 2,
+                };
+                ask(*b, limit(b), amount)
+            })
+            .collect()
+    };
+    let (mut seen, mut sums) = (Vec::new(), HashMap::<Bucket, u64>::new());
+    let mut tally = |asks: &[Ask], decision: Decision, seen: &mut Vec<u64>| match decision {
+        Decision::Admitted(r) => {
+            for (ask, part) in asks.iter().zip(&r.parts) {
+                assert_eq!((part.bucket, part.amount), (ask.bucket, ask.amount));
+                *sums.entry(ask.bucket).or_default() += ask.amount;
+            }
+            seen.push(r.parts[3].used);
+        }
+        Decision::Refused(refusal) => {
+            assert_eq!(refusal.bucket, asks[3].bucket, "the key's requests per day");
+            assert_eq!(refusal.used, 150);
+        }
+    };
+    // Alone (one per call): dense, dense, then not.
+    for i in 0..3 {
+        let asks = shape(i);
+        let decision = c
+            .reserve_tagged(&asks, 0, Uuid::now_v7())
+            .await
+            .expect("reserve");
+        tally(&asks, decision, &mut seen);
+    }
+    // A dense one cancelled before it ran never applies, alone or first in a batch that
+    // writes (`a` is in flight while `late` and `b` queue; they go as one call).
+    let late = Uuid::now_v7();
+    let asks = shape(0);
+    c.cancel(&asks, late).await.expect("cancel first");
+    assert!(c.reserve_tagged(&asks, 0, late).await.is_err());
+    let later = Uuid::now_v7();
+    c.cancel(&asks, later).await.expect("cancel first");
+    let calls: Vec<_> = [(0, Uuid::now_v7()), (0, later), (1, Uuid::now_v7())]
+        .into_iter()
+        .map(|(i, ticket)| {
+            let c = Arc::clone(&c);
+            let asks = shape(i);
+            tokio::spawn(async move {
+                let decision = c.reserve_tagged(&asks, 0, ticket).await;
+                (asks, ticket, decision)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (asks, ticket, decision) = call.await.expect("task");
+        if ticket == later {
+            assert!(decision.is_err(), "cancelled");
+        } else {
+            tally(&asks, decision.expect("reserve"), &mut seen);
+        }
+    }
+    // Batched: 140 at once, all admitted (145 in all).
+    let tasks: Vec<_> = (0..140u64)
+        .map(|i| {
+            let c = Arc::clone(&c);
+            let asks = shape(i);
+            tokio::spawn(async move {
+                let decision = c.reserve_tagged(&asks, 0, Uuid::now_v7()).await;
+                (asks, decision)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (asks, decision) = task.await.expect("task");
+        tally(&asks, decision.expect("reserve"), &mut seen);
+    }
+    assert_eq!(seen.len(), 145);
+    // Alone again, dense, up to the limit and one over it.
+    for _ in 0..6 {
+        let asks = shape(0);
+        let decision = c
+            .reserve_tagged(&asks, 0, Uuid::now_v7())
+            .await
+            .expect("reserve");
+        tally(&asks, decision, &mut seen);
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=150).collect::<Vec<_>>(),
+        "each saw its own count"
+    );
+    let now = scratch_now(&mut conn).await;
+    for (bucket, sum) in &sums {
+        assert_eq!(
+            c.usage(*bucket, now).await.expect("usage"),
+            *sum,
+            "{bucket:?}"
+        );
+    }
+    assert_eq!(sums.len(), 12);
     drop(c);
     scratch.stop().await;
 }

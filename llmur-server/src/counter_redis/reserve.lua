@@ -22,11 +22,17 @@
 --             '' for none;
 --             one string of little-endian doubles: every ask's slot, then every ask's
 --             limit, then every ask's amount; or,
+--             when it asks once on every slot of the call (S = 3 × the fields) and every
+--             ask of a metric asks the same amount (a request's asks do), S + 4 doubles:
+--             0, the amounts of requests, tokens and cost (slot s counts metric
+--             (s - 1) % 3), then each slot's limit, slot by slot — 28 doubles instead of
+--             72 for a lone request; or,
 --             when the reservation asks on the same slots with the same limits as the one
---             before it and every ask of a metric asks the same amount (a request's asks
---             do), 32 bytes: 0 and the amounts of requests, tokens and cost (slot s
---             counts metric (s - 1) % 3). Unpacking 72 doubles per request cost more
---             than the rest of a batched reservation's Lua.
+--             before it and every ask of a metric asks the same amount,
+--             32 bytes: 0 and the amounts by metric. Unpacking 72 doubles per request cost
+--             more than the rest of a batched reservation's Lua.
+--           The forms differ in length: 24 × asks, 8 × (S + 4) and 32 bytes (S is a
+--           positive multiple of 3, so 8 × (S + 4) is neither of the others).
 --
 -- Doubles carry every integer below 2^53 exactly; the caller sends nothing larger.
 --
@@ -157,11 +163,14 @@ end
 -- reservation), and the reservation is taken back and cancelled instead.
 --
 -- `layout` is the last reservation sent in full: its slots, limits and amounts as three
--- columns of `asks` values (v[i], v[asks + i], v[2 * asks + i]). A reservation that refers to it brings `amount`, its amounts by
--- metric, and `metrics` (each ask's metric, 1 to 3) is worked out once per layout. Every
--- Lua operation per ask counts here: a loop that copied the amounts into the layout cost
--- a fifth of a batched reservation.
-local layout, asks, metrics, amount
+-- columns of `asks` values (v[i], v[asks + i], v[2 * asks + i]), or, `dense`, every
+-- slot's limit (v[s]). A
+-- reservation that refers to it brings `amount`, its amounts by metric, and `metrics`
+-- (each ask's metric, 1 to 3) is worked out once per layout. Every Lua operation per ask
+-- counts here: a loop that copied the amounts into the layout cost a fifth of a batched
+-- reservation.
+local layout, asks, metrics, amount, dense
+local S = 3 * nfields
 
 -- Ask i's amount.
 local function amount_of(v, i)
@@ -177,42 +186,68 @@ local function take_back(v, upto)
   end
 end
 
+-- A dense layout's check: every slot has room for its metric's amount (each slot is asked
+-- once, so the order of the asks does not matter); then the adds, or nothing.
+local function fits_dense(v, a1, a2, a3)
+  for k = 1, S, 3 do
+    if value[k] + a1 > v[k] or value[k + 1] + a2 > v[k + 1] or value[k + 2] + a3 > v[k + 2] then
+      return false
+    end
+  end
+  for k = 1, S, 3 do
+    value[k], value[k + 1], value[k + 2] = value[k] + a1, value[k + 1] + a2, value[k + 2] + a3
+  end
+  return true
+end
+
 local admitted = false
 for r = 1, count do
   local at = pos + 3 * r - 3
   local packed = ARGV[at + 2]
   local v = layout
+  local refused
   if #packed == 32 then
     if not layout then return error('llmur: a reservation refers to none before it') end
     local _, a1, a2, a3 = sunpack('<dddd', packed)
     amount = {a1, a2, a3}
-    if not metrics then
+    if not dense and not metrics then
       metrics = {}
       for i = 1, asks do metrics[i] = (v[i] - 1) % 3 + 1 end
     end
+  elseif S > 0 and #packed == 8 * (S + 4) then
+    local _, a1, a2, a3 = sunpack('<dddd', packed)
+    v = {sunpack(doubles(S), packed, 33)}
+    layout, dense, amount = v, true, {a1, a2, a3}
   else
     v = {sunpack(doubles(#packed / 8), packed)}
-    layout, asks, metrics, amount = v, #packed / 24, nil, nil
+    layout, dense, asks, metrics, amount = v, false, #packed / 24, nil, nil
   end
-  local refused
-  local above = 2 * asks
-  for i = 1, asks do
-    local s = v[i]
-    local x
-    if amount then x = amount[metrics[i]] else x = v[above + i] end
-    local used = value[s] + x
-    if used > v[asks + i] then
-      take_back(v, i - 1)
-      refused = true
-      break
+  if dense then
+    refused = not fits_dense(v, amount[1], amount[2], amount[3])
+  else
+    local above = 2 * asks
+    for i = 1, asks do
+      local s = v[i]
+      local x
+      if amount then x = amount[metrics[i]] else x = v[above + i] end
+      local used = value[s] + x
+      if used > v[asks + i] then
+        take_back(v, i - 1)
+        refused = true
+        break
+      end
+      value[s] = used
     end
-    value[s] = used
   end
   local field = ARGV[at + 1]
   if refused then
     replies[r + 1] = '0'
   elseif field ~= '' and not take_ticket(ARGV[at], field) then
-    take_back(v, asks)
+    if dense then
+      for k = 1, S do value[k] = value[k] - amount[(k - 1) % 3 + 1] end
+    else
+      take_back(v, asks)
+    end
     replies[r + 1] = '2'
   else
     admitted = true

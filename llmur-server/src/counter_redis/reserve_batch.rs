@@ -332,6 +332,19 @@ impl Inner {
                 for amount in by_metric {
                     push_f64(&mut packed, amount.unwrap_or(0) as f64);
                 }
+            } else if let Some(limits) = uniform
+                .then(|| dense_limits(&slots[start..], &job.asks, 3 * fields))
+                .flatten()
+            {
+                // Once on every slot: the amounts by metric, then each slot's limit.
+                push_f64(&mut packed, 0.0);
+                for amount in by_metric {
+                    push_f64(&mut packed, amount.unwrap_or(0) as f64);
+                }
+                for limit in limits {
+                    push_f64(&mut packed, limit as f64);
+                }
+                full = Some((start..slots.len(), &job.asks));
             } else {
                 // Three columns: the slots, the limits, the amounts.
                 for &slot in &slots[start..] {
@@ -349,6 +362,22 @@ impl Inner {
         }
         out
     }
+}
+
+/// Each slot's limit, slot by slot, when `asks` ask once on each of the call's `total`
+/// slots (`slots[i]` is ask i's slot): the dense form of `reserve.lua`.
+fn dense_limits(slots: &[usize], asks: &[Ask], total: usize) -> Option<Vec<u64>> {
+    if total == 0 || slots.len() != total {
+        return None;
+    }
+    let mut limits = vec![None; total];
+    for (&slot, ask) in slots.iter().zip(asks) {
+        let seen = limits.get_mut(slot)?.replace(ask.limit.min(MAX_EXACT));
+        if seen.is_some() {
+            return None;
+        }
+    }
+    limits.into_iter().collect()
 }
 
 impl Sender {
