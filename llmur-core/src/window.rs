@@ -37,6 +37,18 @@ impl Window {
         Window::Month,
     ];
 
+    /// Its place in [`Window::ALL`] (minute 0, …, month 4): where it goes in per-window
+    /// arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Window::Minute => 0,
+            Window::Hour => 1,
+            Window::Day => 2,
+            Window::Week => 3,
+            Window::Month => 4,
+        }
+    }
+
     /// The name used in keys and messages (`minute`, ..., `month`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -518,20 +518,25 @@ fn settle_parts(reservation: &Reservation, actual: &[u64]) -> Vec<settle_batch::
 fn decode_reserve(asks: &[Ask], reply: &[i64]) -> Option<Decision> {
     match reply {
         [1, now_ms, used @ ..] if used.len() == asks.len() => {
-            let parts = asks
-                .iter()
-                .zip(used)
-                .map(|(ask, &used)| {
-                    Some(Part {
-                        bucket: ask.bucket,
-                        window_start: ask.bucket.window.start(*now_ms),
-                        resets_at: ask.bucket.window.end(*now_ms),
-                        amount: ask.amount,
-                        limit: ask.limit,
-                        used: u64::try_from(used).ok()?,
-                    })
-                })
-                .collect::<Option<Vec<_>>>()?;
+            // Each window kind's start and end, worked out once (a request asks on up to
+            // five kinds, 24 buckets).
+            let mut windows: [Option<(i64, i64)>; llmur_core::window::Window::ALL.len()] =
+                Default::default();
+            let mut parts = Vec::with_capacity(asks.len());
+            for (ask, &used) in asks.iter().zip(used) {
+                let window = ask.bucket.window;
+                let (window_start, resets_at) = *windows
+                    .get_mut(window.index())?
+                    .get_or_insert_with(|| (window.start(*now_ms), window.end(*now_ms)));
+                parts.push(Part {
+                    bucket: ask.bucket,
+                    window_start,
+                    resets_at,
+                    amount: ask.amount,
+                    limit: ask.limit,
+                    used: u64::try_from(used).ok()?,
+                });
+            }
             Some(Decision::Admitted(Reservation {
                 parts,
                 fallback: false,

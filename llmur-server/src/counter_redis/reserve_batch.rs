@@ -433,9 +433,9 @@ fn replay(jobs: &[Job], slots: &[usize], replies: &[Vec<u8>]) -> Option<Vec<Vec<
     for (job, status) in jobs.iter().zip(statuses) {
         let (slots, tail) = rest.split_at(job.asks.len());
         rest = tail;
-        let added = add(&mut counts, &job.asks, slots)?;
+        let added = add(&mut counts, &job.asks, slots, now)?;
         out.push(match (status.as_slice(), added) {
-            (b"1", Ok(used)) => [1, now].into_iter().chain(used).collect(),
+            (b"1", Ok(reply)) => reply,
             (b"0", Err((i, before))) => {
                 let index = i64::try_from(i + 1).ok()?;
                 vec![0, now, index, before, job.asks[i].bucket.window.end(now)]
@@ -450,15 +450,17 @@ fn replay(jobs: &[Job], slots: &[usize], replies: &[Vec<u8>]) -> Option<Vec<Vec<
     Some(out)
 }
 
-/// Adds `asks` to `counts` one by one, as the script does: each ask's count after its add,
-/// or, at the first that does not fit, nothing added and that ask's index and count before
+/// Adds `asks` to `counts` one by one, as the script does: the admitted reply (`1`, `now`,
+/// then each ask's count after its add), or, at the first that does not fit, nothing added and that ask's index and count before
 /// it. `None` if a slot or an amount is out of range.
 fn add(
     counts: &mut [i64],
     asks: &[Ask],
     slots: &[usize],
+    now: i64,
 ) -> Option<Result<Vec<i64>, (usize, i64)>> {
-    let mut used = Vec::with_capacity(asks.len());
+    let mut used = Vec::with_capacity(2 + asks.len());
+    used.extend([1, now]);
     for (i, (ask, &slot)) in asks.iter().zip(slots).enumerate() {
         let count = counts.get_mut(slot)?;
         let amount = i64::try_from(ask.amount).ok()?;
@@ -488,15 +490,19 @@ fn unpack_integers(bytes: &[u8]) -> Option<Vec<i64>> {
     if !chunks.remainder().is_empty() {
         return None;
     }
-    chunks
-        .map(|chunk| {
-            let x = f64::from_le_bytes(chunk.try_into().ok()?);
-            #[expect(
-                clippy::cast_possible_truncation,
-                reason = "checked: the double converts back to itself"
-            )]
-            let n = x as i64;
-            (n as f64 == x).then_some(n)
-        })
-        .collect()
+    // A loop into a sized vector: collecting into `Option<Vec<_>>` grows it step by step.
+    let mut out = Vec::with_capacity(bytes.len() / 8);
+    for chunk in chunks {
+        let x = f64::from_le_bytes(chunk.try_into().ok()?);
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "checked: the double converts back to itself"
+        )]
+        let n = x as i64;
+        if n as f64 != x {
+            return None;
+        }
+        out.push(n);
+    }
+    Some(out)
 }
