@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use llmur_core::counter::{
-    Ask, Bucket, Decision, FailPolicy, FailoverCounter, Level, Metric, Part, Reservation,
-    UsageCounter,
+    Ask, Bucket, CounterError, Decision, FailPolicy, FailoverCounter, Level, Metric, Part,
+    Reservation, UsageCounter,
 };
 use llmur_core::window::Window;
 use llmur_server::counter_redis::{RedisCounter, RedisCounterOptions};
@@ -311,6 +311,15 @@ async fn ping(url: &str) -> bool {
         .is_ok()
 }
 
+/// Zeroes the server's command counts (`CONFIG RESETSTAT`).
+async fn reset_stats(conn: &mut MultiplexedConnection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(conn)
+        .await
+        .expect("RESETSTAT");
+}
+
 /// Calls per command since the last `CONFIG RESETSTAT`, without the bookkeeping ones.
 async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64> {
     let info: String = redis::cmd("INFO")
@@ -343,11 +352,7 @@ async fn one_round_trip_per_call() {
     // Warm up: opens the pooled connection and loads both scripts.
     let warm = admitted(c.reserve(&[ask(d, 1_000, 1)], 0).await.expect("warm-up"));
     c.settle(&warm, &[2]).await.expect("warm-up settle");
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .expect("RESETSTAT");
+    reset_stats(&mut conn).await;
     // 40 reserves, one after another, over three buckets: `a` fills at 25, so 15 are
     // refused at the first ask. The three buckets are in three window hashes (minute,
     // month, week): the script reads each with one HMGET and writes each once with one
@@ -379,11 +384,7 @@ async fn one_round_trip_per_call() {
     );
     // Settles: one EVALSHA each (two of three parts change, in two hashes); usage: one
     // HGET.
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .expect("RESETSTAT");
+    reset_stats(&mut conn).await;
     for r in &reservations[..10] {
         c.settle(r, &[1, 50, 0]).await.expect("settle");
     }
@@ -435,11 +436,7 @@ async fn settle_now_queues_into_the_batch_without_waiting() {
     let d = bucket(Level::Deployment, Metric::Tokens, Window::Day);
     let warm = admitted(c.reserve(&[ask(d, 1_000, 1)], 0).await.expect("warm-up"));
     c.settle(&warm, &[2]).await.expect("warm-up settle");
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .expect("RESETSTAT");
+    reset_stats(&mut conn).await;
     for (i, r) in reservations.iter().enumerate() {
         let actual = if i < 4 { 40 } else { 100 };
         assert!(c.settle_now(r, &[actual]), "queued");
@@ -471,6 +468,27 @@ async fn settle_now_queues_into_the_batch_without_waiting() {
     assert_eq!(calls.get("evalsha"), Some(&1), "one batch: {calls:?}");
     drop(c);
     scratch.stop().await;
+}
+
+/// A spawned reserve: its asks and its decision.
+type Spawned = tokio::task::JoinHandle<(Vec<Ask>, Result<Decision, CounterError>)>;
+
+/// Spawns a tagged reserve of each of `shapes` at once (they share script calls); each
+/// task answers with its asks and decision.
+fn spawn_tagged(
+    c: &Arc<RedisCounter>,
+    shapes: impl Iterator<Item = Vec<Ask>>,
+    ticket: fn() -> Uuid,
+) -> Vec<Spawned> {
+    shapes
+        .map(|asks| {
+            let c = Arc::clone(c);
+            tokio::spawn(async move {
+                let decision = c.reserve_tagged(&asks, 0, ticket()).await;
+                (asks, decision)
+            })
+        })
+        .collect()
 }
 
 /// The server's time, read through the raw connection (counts as one `TIME`).
@@ -836,11 +854,7 @@ async fn concurrent_reserves_share_script_calls_and_stay_exact() {
             .await
             .expect("warm-up loads the script"),
     );
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .expect("RESETSTAT");
+    reset_stats(&mut conn).await;
     // 400 reserves at once, 150 fit; half of them carry a ticket (the failover's path).
     let tasks: Vec<_> = (0..400)
         .map(|i| {
@@ -928,21 +942,8 @@ async fn batched_reserves_of_every_shape_count_exactly() {
             .await
             .expect("warm-up"),
     );
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .expect("RESETSTAT");
-    let tasks: Vec<_> = (0..400u64)
-        .map(|i| {
-            let c = Arc::clone(&c);
-            let asks = shape(i);
-            tokio::spawn(async move {
-                let decision = c.reserve_tagged(&asks, 0, Uuid::new_v4()).await;
-                (asks, decision)
-            })
-        })
-        .collect();
+    reset_stats(&mut conn).await;
+    let tasks = spawn_tagged(&c, (0..400u64).map(shape), Uuid::new_v4);
     let (mut seen, mut refused) = (Vec::new(), 0);
     let (mut minute_sum, mut day_sum) = (0, 0);
     for task in tasks {
@@ -1090,16 +1091,7 @@ async fn dense_reservations_count_exactly() {
         }
     }
     // Batched: 140 at once, all admitted (145 in all).
-    let tasks: Vec<_> = (0..140u64)
-        .map(|i| {
-            let c = Arc::clone(&c);
-            let asks = shape(i);
-            tokio::spawn(async move {
-                let decision = c.reserve_tagged(&asks, 0, Uuid::now_v7()).await;
-                (asks, decision)
-            })
-        })
-        .collect();
+    let tasks = spawn_tagged(&c, (0..140u64).map(&shape), Uuid::now_v7);
     for task in tasks {
         let (asks, decision) = task.await.expect("task");
         tally(&asks, decision.expect("reserve"), &mut seen);
