@@ -500,9 +500,6 @@ impl UsageCounter for RedisCounter {
     }
 }
 
-/// Turns the reserve script's reply into a [`Decision`]; `None` if it is malformed. An
-/// admitted reply carries each bucket's count; the windows follow from its `now` exactly
-/// as the script computed them.
 /// A settle's corrections: each changed part's bucket, window start, reserved and actual
 /// amounts. A missing actual keeps the reservation; an unchanged amount needs no write.
 fn settle_parts(reservation: &Reservation, actual: &[u64]) -> Vec<settle_batch::SettlePart> {
@@ -515,6 +512,9 @@ fn settle_parts(reservation: &Reservation, actual: &[u64]) -> Vec<settle_batch::
         .collect()
 }
 
+/// Turns the reserve script's reply into a [`Decision`]; `None` if it is malformed. An
+/// admitted reply carries each bucket's count; the windows follow from its `now` exactly
+/// as the script computed them.
 fn decode_reserve(asks: &[Ask], reply: &[i64]) -> Option<Decision> {
     match reply {
         [1, now_ms, used @ ..] if used.len() == asks.len() => {

@@ -370,14 +370,16 @@ fn dense_limits(slots: &[usize], asks: &[Ask], total: usize) -> Option<Vec<u64>>
     if total == 0 || slots.len() != total {
         return None;
     }
-    let mut limits = vec![None; total];
+    // u64::MAX marks a slot not asked yet: a limit is at most MAX_EXACT.
+    let mut limits = vec![u64::MAX; total];
     for (&slot, ask) in slots.iter().zip(asks) {
-        let seen = limits.get_mut(slot)?.replace(ask.limit.min(MAX_EXACT));
-        if seen.is_some() {
+        let limit = limits.get_mut(slot)?;
+        if *limit != u64::MAX {
             return None;
         }
+        *limit = ask.limit.min(MAX_EXACT);
     }
-    limits.into_iter().collect()
+    Some(limits)
 }
 
 impl Sender {
