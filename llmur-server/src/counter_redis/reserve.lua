@@ -164,11 +164,10 @@ end
 --
 -- `layout` is the last reservation sent in full: its slots, limits and amounts as three
 -- columns of `asks` values (v[i], v[asks + i], v[2 * asks + i]), or, `dense`, every
--- slot's limit (v[s]). A
--- reservation that refers to it brings `amount`, its amounts by metric, and `metrics`
--- (each ask's metric, 1 to 3) is worked out once per layout. Every Lua operation per ask
--- counts here: a loop that copied the amounts into the layout cost a fifth of a batched
--- reservation.
+-- slot's limit (v[s]). A reservation that refers to it brings `amount`, its amounts by
+-- metric, and `metrics` (each ask's metric, 1 to 3) is worked out once per layout. Every
+-- Lua operation per ask counts here: a loop that copied the amounts into the layout cost
+-- a fifth of a batched reservation.
 local layout, asks, metrics, amount, dense
 local S = 3 * nfields
 

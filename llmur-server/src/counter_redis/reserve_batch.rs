@@ -328,19 +328,13 @@ impl Inner {
             });
             packed.clear();
             if uniform && !job.asks.is_empty() && same {
-                push_f64(&mut packed, 0.0);
-                for amount in by_metric {
-                    push_f64(&mut packed, amount.unwrap_or(0) as f64);
-                }
+                push_amounts(&mut packed, by_metric);
             } else if let Some(limits) = uniform
                 .then(|| dense_limits(&slots[start..], &job.asks, 3 * fields))
                 .flatten()
             {
                 // Once on every slot: the amounts by metric, then each slot's limit.
-                push_f64(&mut packed, 0.0);
-                for amount in by_metric {
-                    push_f64(&mut packed, amount.unwrap_or(0) as f64);
-                }
+                push_amounts(&mut packed, by_metric);
                 for limit in limits {
                     push_f64(&mut packed, limit as f64);
                 }
@@ -361,6 +355,15 @@ impl Inner {
             out.arg(packed.as_slice());
         }
         out
+    }
+}
+
+/// The head of the compact and dense forms of `reserve.lua`: 0, then the amounts of
+/// requests, tokens and cost.
+fn push_amounts(packed: &mut Vec<u8>, by_metric: [Option<u64>; 3]) {
+    push_f64(packed, 0.0);
+    for amount in by_metric {
+        push_f64(packed, amount.unwrap_or(0) as f64);
     }
 }
 
@@ -453,8 +456,9 @@ fn replay(jobs: &[Job], slots: &[usize], replies: &[Vec<u8>]) -> Option<Vec<Vec<
 }
 
 /// Adds `asks` to `counts` one by one, as the script does: the admitted reply (`1`, `now`,
-/// then each ask's count after its add), or, at the first that does not fit, nothing added and that ask's index and count before
-/// it. `None` if a slot or an amount is out of range.
+/// then each ask's count after its add), or, at the first that does not fit, nothing
+/// added and that ask's index and count before it. `None` if a slot or an amount is out
+/// of range.
 fn add(
     counts: &mut [i64],
     asks: &[Ask],
