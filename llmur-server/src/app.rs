@@ -27,7 +27,9 @@ use crate::invalidation::RedisInvalidation;
 use crate::log_writer::{LogWriter, LogWriterOptions};
 use crate::security::{Secrets, random_token};
 use crate::usage::RecentLogs;
-use llmur_core::counter::{FailoverCounter, MemoryCounter, UsageCounter};
+use llmur_core::counter::{
+    FailoverCounter, LeaseOptions, LeasingCounter, MemoryCounter, UsageCounter,
+};
 
 /// Everything a running server holds.
 #[derive(Debug)]
@@ -52,6 +54,9 @@ pub struct App {
     pub counter: Arc<dyn UsageCounter>,
     /// The Redis counter's health, when Redis is configured.
     pub counter_health: Option<Arc<FailoverCounter>>,
+    /// The leases on Redis, when `rate_limits.lease_requests` turns them on; given back
+    /// on shutdown.
+    pub leases: Option<LeasingCounter>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,7 +105,7 @@ impl App {
         let writer = LogWriter::spawn(store.clone(), LogWriterOptions::default());
         let recent = RecentLogs::new(10_000);
         let redis_url = config.redis_url()?;
-        let (counter, counter_health) = build_counter(&config, redis_url.as_ref())?;
+        let (counter, counter_health, leases) = build_counter(&config, redis_url.as_ref())?;
         let mut proxy = Proxy::builder(catalog)
             .usage_sink(Arc::new(Tee(writer.clone(), recent.clone())))
             .usage_counter(counter.clone())
@@ -184,21 +189,27 @@ impl App {
             invalidation,
             counter,
             counter_health,
+            leases,
         })
     }
 }
 
 /// The counter limits are enforced with: Redis behind timeouts and the configured failure
 /// policy when `redis_url` is set, else the in-memory counter.
-/// The counter the proxy uses, and the failover wrapper when Redis is in play.
-type Counters = (Arc<dyn UsageCounter>, Option<Arc<FailoverCounter>>);
+/// The counter the proxy uses, the failover wrapper when Redis is in play, and the
+/// leases on it when they are on.
+type Counters = (
+    Arc<dyn UsageCounter>,
+    Option<Arc<FailoverCounter>>,
+    Option<LeasingCounter>,
+);
 
 fn build_counter(
     config: &Config,
     redis_url: Option<&SecretString>,
 ) -> Result<Counters, ConfigError> {
     let Some(url) = redis_url else {
-        return Ok((Arc::new(MemoryCounter::new()), None));
+        return Ok((Arc::new(MemoryCounter::new()), None, None));
     };
     let limits = &config.rate_limits;
     let timeout = Duration::from_millis(limits.redis_timeout_ms.max(1));
@@ -213,7 +224,18 @@ fn build_counter(
         timeout,
         Duration::from_millis(limits.redis_retry_ms),
     ));
-    Ok((failover.clone(), Some(failover)))
+    if limits.lease_requests == 0 {
+        return Ok((failover.clone(), Some(failover), None));
+    }
+    let leases = LeasingCounter::new(
+        failover.clone(),
+        LeaseOptions {
+            requests: limits.lease_requests,
+            ttl: Duration::from_millis(limits.lease_ms.max(1)),
+            ..LeaseOptions::default()
+        },
+    );
+    Ok((Arc::new(leases.clone()), Some(failover), Some(leases)))
 }
 
 /// After a successful admin write, the catalog is rebuilt before the answer goes out, so

@@ -123,6 +123,13 @@ pub struct RateLimitConfig {
     /// goes upstream while Redis decides instead of after; a refused one's upstream call
     /// is dropped. Saves the Redis round trip on the time to first byte.
     pub early_forwarding_headroom: Option<f64>,
+    /// Leases (default 0: off): with Redis, a reserve that finds plenty of room also takes
+    /// this many requests' worth more, and the next requests are admitted from it in
+    /// process, without a Redis call; what is left goes back after `lease_ms`. Never more
+    /// than the limit is admitted; see the README's Rate limits.
+    pub lease_requests: u64,
+    /// Milliseconds a lease is drawn on before what is left goes back (default 50).
+    pub lease_ms: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -133,6 +140,8 @@ impl Default for RateLimitConfig {
             redis_retry_ms: 1_000,
             default_completion_tokens: llmur_core::DEFAULT_COMPLETION_TOKENS,
             early_forwarding_headroom: None,
+            lease_requests: 0,
+            lease_ms: 50,
         }
     }
 }
@@ -562,6 +571,12 @@ impl Config {
                 "" | "off" => None,
                 _ => Some(parse("LLMUR_RATE_LIMITS_EARLY_FORWARDING_HEADROOM", &v)?),
             };
+        }
+        if let Some(v) = var("LLMUR_RATE_LIMITS_LEASE_REQUESTS") {
+            self.rate_limits.lease_requests = parse("LLMUR_RATE_LIMITS_LEASE_REQUESTS", &v)?;
+        }
+        if let Some(v) = var("LLMUR_RATE_LIMITS_LEASE_MS") {
+            self.rate_limits.lease_ms = parse("LLMUR_RATE_LIMITS_LEASE_MS", &v)?;
         }
         Ok(())
     }

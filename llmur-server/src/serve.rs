@@ -145,6 +145,7 @@ pub async fn start(
     .await
     .map_err(|e| ConfigError::new(format!("cannot start the connection workers: {e}")))?;
     let writer = app.writer.clone();
+    let leases = app.leases.clone();
     let task = tokio::spawn(async move {
         accept_loop(listener, workers, async move {
             tokio::select! {
@@ -159,6 +160,10 @@ pub async fn start(
         }
         if let Some(task) = listener_task {
             task.abort();
+        }
+        if let Some(leases) = leases {
+            // In-flight requests are done: their settles went into the leases.
+            leases.release_all().await;
         }
         writer.shutdown().await;
         tracing::info!(

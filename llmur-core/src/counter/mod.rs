@@ -11,6 +11,7 @@
 //! Must not touch: HTTP, the catalog; the proxy decides what to ask for.
 
 mod failover;
+mod lease;
 mod memory;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use crate::window::Window;
 
 pub use failover::{FailPolicy, FailoverCounter, FailoverStatus};
+pub use lease::{LeaseOptions, LeasingCounter};
 pub use memory::MemoryCounter;
 
 /// Which entity a bucket belongs to.

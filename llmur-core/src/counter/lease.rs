@@ -1,0 +1,610 @@
+//! Leases: room taken from a shared counter ahead of need and handed out in-process.
+//!
+//! Owns: [`LeasingCounter`] and [`LeaseOptions`]. When a bucket has plenty of room, the
+//! reserve that misses locally also takes a *lease* on it: `requests` times the ask more,
+//! at most `1/share` of the room the counter last reported. The next requests draw on the
+//! lease without a counter call, and their settles correct it in place; after `ttl` (or at
+//! the window's end) what is left goes back in one settle. A lease is an ordinary
+//! reservation on the shared counter, so the counter never holds more than its limit: the
+//! sum of everything admitted, leased or not, stays within it on every instance together.
+//! What a lease can do is hold room another instance could have used; so a refusal on a
+//! bucket that leases can reach is confirmed once per window, after `ttl` plus a grace
+//! (when every lease taken before it has gone back), before it is given.
+//! Must not touch: HTTP, the catalog, the shared counter's own storage.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rustc_hash::FxHashMap;
+use tokio::time::Instant;
+
+use super::{Ask, Bucket, CounterError, Decision, Part, Reservation, UsageCounter};
+
+/// How a [`LeasingCounter`] sizes and keeps its leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseOptions {
+    /// A lease takes this many times the ask that took it (default 32): about this many
+    /// requests are served before the shared counter is asked again.
+    pub requests: u64,
+    /// How long a lease is drawn on before what is left goes back (default 50 ms).
+    pub ttl: Duration,
+    /// A lease never takes more than `1/share` of the room the counter last reported
+    /// (default 64), so leases stop well before a limit and the last of the room is
+    /// reserved request by request.
+    pub share: u64,
+    /// Extra wait after `ttl` before a refusal is confirmed, for returns in flight
+    /// (default 25 ms).
+    pub grace: Duration,
+}
+
+impl Default for LeaseOptions {
+    fn default() -> Self {
+        Self {
+            requests: 32,
+            ttl: Duration::from_millis(50),
+            share: 64,
+            grace: Duration::from_millis(25),
+        }
+    }
+}
+
+/// Wraps a shared counter (Redis) with leases; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct LeasingCounter {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    inner: Arc<dyn UsageCounter>,
+    options: LeaseOptions,
+    epoch: Instant,
+    /// Keyed by the catalog's own entity ids, never by client input: a fast non-keyed
+    /// hash is safe here.
+    slots: Mutex<FxHashMap<Bucket, Slot>>,
+    sweeping: AtomicBool,
+    /// The caller's clock (Unix ms) at the last reserve: windows end by it.
+    caller_ms: AtomicI64,
+}
+
+/// What this process knows of one bucket.
+#[derive(Debug, Default)]
+struct Slot {
+    lease: Option<Lease>,
+    /// A reserve that takes a lease on this bucket is in flight.
+    asking: bool,
+    /// The room left at the counter's last answer, that answer's limit, and when its
+    /// window ends (Unix ms).
+    seen_remaining: u64,
+    seen_limit: u64,
+    seen_resets_at: i64,
+    /// A refusal on this bucket was confirmed for the window ending then (Unix ms).
+    confirmed_resets_at: i64,
+}
+
+/// Room reserved on the shared counter and handed out here.
+#[derive(Debug)]
+struct Lease {
+    /// The part as reserved on the shared counter: `amount` is the whole lease.
+    part: Part,
+    /// The window's usage besides this lease, at the shared counter's last answer on it
+    /// (and this process's settles since).
+    others: u64,
+    /// Handed out, plus the settles' corrections; returned as the part's actual amount.
+    drawn: u64,
+    /// Milliseconds after the epoch from which it is no longer drawn on.
+    expires: u64,
+}
+
+impl Lease {
+    fn usable(&self, ask: &Ask, now: u64, now_ms: i64) -> bool {
+        now < self.expires
+            && now_ms < self.part.resets_at
+            && self.part.limit == ask.limit
+            && self.drawn.saturating_add(ask.amount) <= self.part.amount
+    }
+
+    /// The part a request drawing `amount` holds: its usage as of this draw.
+    fn draw(&mut self, amount: u64) -> Part {
+        self.drawn += amount;
+        Part {
+            amount,
+            used: self.others.saturating_add(self.drawn),
+            ..self.part
+        }
+    }
+}
+
+/// A reserve's local draws, to give back if the shared counter refuses the rest.
+type Draws = Vec<Part>;
+
+impl LeasingCounter {
+    /// Wraps `inner`, the shared counter every instance reserves on.
+    pub fn new(inner: Arc<dyn UsageCounter>, options: LeaseOptions) -> Self {
+        let options = LeaseOptions {
+            requests: options.requests.max(1),
+            share: options.share.max(1),
+            ttl: options.ttl.max(Duration::from_millis(1)),
+            ..options
+        };
+        Self {
+            shared: Arc::new(Shared {
+                inner,
+                options,
+                epoch: Instant::now(),
+                slots: Mutex::new(FxHashMap::default()),
+                sweeping: AtomicBool::new(false),
+                caller_ms: AtomicI64::new(0),
+            }),
+        }
+    }
+
+    /// Gives every lease's unused room back now (call on shutdown); waits for the shared
+    /// counter to take it.
+    pub async fn release_all(&self) {
+        let leases: Vec<Lease> = {
+            let mut slots = self.shared.lock();
+            slots.values_mut().filter_map(|s| s.lease.take()).collect()
+        };
+        self.shared.give_back(leases).await;
+    }
+
+    /// How many leases are held now.
+    pub fn leases(&self) -> usize {
+        self.shared
+            .lock()
+            .values()
+            .filter(|s| s.lease.is_some())
+            .count()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, FxHashMap<Bucket, Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts the task that gives expired leases back, once, while a runtime is at hand.
+    fn sweep_in_background(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let weak: Weak<Shared> = Arc::downgrade(self);
+        let every = (self.options.ttl / 2).max(Duration::from_millis(2));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(shared) = weak.upgrade() else { return };
+                shared.sweep().await;
+            }
+        });
+    }
+
+    /// Gives back leases that expired or whose window ended, and forgets buckets not
+    /// asked on for a while.
+    async fn sweep(&self) {
+        let now = self.now();
+        let now_ms = self.caller_ms.load(Ordering::Relaxed);
+        let expired: Vec<Lease> = {
+            let mut slots = self.lock();
+            let mut out = Vec::new();
+            slots.retain(|_, slot| {
+                if slot
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| now >= l.expires || now_ms >= l.part.resets_at)
+                {
+                    out.extend(slot.lease.take());
+                }
+                slot.lease.is_some() || slot.asking || slot.seen_resets_at > now_ms
+            });
+            out
+        };
+        self.give_back(expired).await;
+    }
+
+    /// Settles each lease at what was drawn on it, on the shared counter.
+    async fn give_back(&self, leases: Vec<Lease>) {
+        if leases.is_empty() {
+            return;
+        }
+        let actual: Vec<u64> = leases.iter().map(|l| l.drawn).collect();
+        let reservation = Reservation {
+            parts: leases.into_iter().map(|l| l.part).collect(),
+            fallback: false,
+        };
+        self.settle_inner(reservation, actual).await;
+    }
+
+    async fn settle_inner(&self, reservation: Reservation, actual: Vec<u64>) {
+        if self.inner.settle_now(&reservation, &actual) {
+            return;
+        }
+        if let Err(e) = self.inner.settle(&reservation, &actual).await {
+            tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+        }
+    }
+
+    /// How much more than `ask` to reserve as a lease on its bucket, by the room last
+    /// seen: 0 when unknown, too little, or already being asked for.
+    fn lease_size(&self, slot: &Slot, ask: &Ask, now_ms: i64) -> u64 {
+        if slot.asking
+            || slot.seen_limit != ask.limit
+            || now_ms >= slot.seen_resets_at
+            || slot.confirmed_resets_at == slot.seen_resets_at
+        {
+            return 0;
+        }
+        let unit = ask.amount.max(1);
+        let extra = unit
+            .saturating_mul(self.options.requests)
+            .min(slot.seen_remaining.saturating_sub(ask.amount) / self.options.share);
+        if extra < unit.saturating_mul(2) {
+            0
+        } else {
+            extra
+        }
+    }
+
+    /// Whether any instance could hold a lease on a bucket with this limit.
+    fn leasable(&self, limit: u64) -> bool {
+        limit / self.options.share >= 2
+    }
+
+    /// Applies settles to live leases of the same window where it can; returns the rest.
+    fn correct_locally(
+        &self,
+        reservation: &Reservation,
+        actual: &[u64],
+    ) -> Option<(Reservation, Vec<u64>)> {
+        let mut rest: Option<(Reservation, Vec<u64>)> = None;
+        let mut slots = self.lock();
+        for (part, &real) in reservation.parts.iter().zip(actual) {
+            if real == part.amount {
+                continue;
+            }
+            if !reservation.fallback {
+                let lease = slots
+                    .get_mut(&part.bucket)
+                    .and_then(|s| s.lease.as_mut())
+                    .filter(|l| l.part.window_start == part.window_start);
+                if let Some(lease) = lease {
+                    // Only within the lease: the shared counter must see any more at once,
+                    // or it could admit past the limit.
+                    if real > part.amount {
+                        let more = lease.drawn.saturating_add(real - part.amount);
+                        if more <= lease.part.amount {
+                            lease.drawn = more;
+                            continue;
+                        }
+                    } else if lease.drawn >= part.amount - real {
+                        lease.drawn -= part.amount - real;
+                        continue;
+                    }
+                    // Settled on the shared counter, beside the lease.
+                    lease.others = lease
+                        .others
+                        .saturating_sub(part.amount)
+                        .saturating_add(real);
+                }
+            }
+            let (r, a) = rest.get_or_insert_with(|| {
+                (
+                    Reservation {
+                        parts: Vec::new(),
+                        fallback: reservation.fallback,
+                    },
+                    Vec::new(),
+                )
+            });
+            r.parts.push(*part);
+            a.push(real);
+        }
+        rest
+    }
+
+    /// Hands back draws of a reserve that was refused or failed.
+    fn undraw(&self, draws: Draws) {
+        if draws.is_empty() {
+            return;
+        }
+        let zeros = vec![0; draws.len()];
+        let reservation = Reservation {
+            parts: draws,
+            fallback: false,
+        };
+        if let Some((rest, actual)) = self.correct_locally(&reservation, &zeros) {
+            spawn_settle(self.inner.clone(), rest, actual);
+        }
+    }
+}
+
+fn spawn_settle(inner: Arc<dyn UsageCounter>, reservation: Reservation, actual: Vec<u64>) {
+    if inner.settle_now(&reservation, &actual) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no runtime to settle a usage reservation; the reserved amounts stay");
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(e) = inner.settle(&reservation, &actual).await {
+            tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+        }
+    });
+}
+
+/// The plan for one reserve: parts drawn here, and what to ask the shared counter.
+struct Plan {
+    parts: Vec<Option<Part>>,
+    draws: Draws,
+    /// Indices (into the asks) of those asked of the shared counter, with the lease
+    /// taken on top of each.
+    missing: Vec<(usize, u64)>,
+}
+
+impl LeasingCounter {
+    fn plan(&self, asks: &[Ask], now_ms: i64) -> Plan {
+        let shared = &self.shared;
+        let now = shared.now();
+        let mut plan = Plan {
+            parts: vec![None; asks.len()],
+            draws: Vec::new(),
+            missing: Vec::new(),
+        };
+        let mut slots = shared.lock();
+        for (i, ask) in asks.iter().enumerate() {
+            let slot = slots.entry(ask.bucket).or_default();
+            match slot.lease.as_mut() {
+                Some(lease) if lease.usable(ask, now, now_ms) => {
+                    let part = lease.draw(ask.amount);
+                    plan.draws.push(part);
+                    plan.parts[i] = Some(part);
+                }
+                _ => {
+                    let extra = shared.lease_size(slot, ask, now_ms);
+                    if extra > 0 {
+                        slot.asking = true;
+                    }
+                    plan.missing.push((i, extra));
+                }
+            }
+        }
+        plan
+    }
+
+    /// Records the shared counter's answer on the asks it was given: what it saw, and the
+    /// leases it granted. Returns leases replaced (to give back).
+    fn install(&self, asks: &[Ask], plan: &mut Plan, answer: &Reservation) -> Vec<Lease> {
+        let now = self.shared.now();
+        let mut replaced = Vec::new();
+        let mut slots = self.shared.lock();
+        for (&(i, extra), part) in plan.missing.iter().zip(&answer.parts) {
+            let slot = slots.entry(asks[i].bucket).or_default();
+            slot.seen_remaining = part.remaining();
+            slot.seen_limit = part.limit;
+            slot.seen_resets_at = part.resets_at;
+            if extra == 0 {
+                // Its usage less the room this process holds leased on it.
+                let lease = slot
+                    .lease
+                    .as_mut()
+                    .filter(|l| l.part.window_start == part.window_start);
+                let used = match lease {
+                    Some(lease) => {
+                        lease.others = part.used.saturating_sub(lease.part.amount);
+                        lease.others.saturating_add(lease.drawn)
+                    }
+                    None => part.used,
+                };
+                plan.parts[i] = Some(Part { used, ..*part });
+                continue;
+            }
+            slot.asking = false;
+            let mut lease = Lease {
+                part: *part,
+                others: part.used.saturating_sub(part.amount),
+                drawn: 0,
+                expires: now + millis(self.shared.options.ttl),
+            };
+            if let Some(old) = slot.lease.take() {
+                if old.part.window_start == part.window_start {
+                    // Its unused room goes back now: not the window's usage.
+                    let unused = old.part.amount.saturating_sub(old.drawn);
+                    lease.others = lease.others.saturating_sub(unused);
+                }
+                replaced.push(old);
+            }
+            plan.parts[i] = Some(lease.draw(asks[i].amount));
+            slot.lease = Some(lease);
+        }
+        replaced
+    }
+
+    fn clear_asking(&self, asks: &[Ask], plan: &Plan) {
+        let mut slots = self.shared.lock();
+        for &(i, extra) in &plan.missing {
+            if extra > 0 {
+                if let Some(slot) = slots.get_mut(&asks[i].bucket) {
+                    slot.asking = false;
+                }
+            }
+        }
+    }
+
+    /// Makes sure a refusal is not caused by leases: gives this process's lease on the
+    /// refused bucket back and asks again; and on a bucket leases can reach, once per
+    /// window, first waits until every lease taken before the refusal has gone back.
+    async fn confirm(
+        &self,
+        asks: &[Ask],
+        now_ms: i64,
+        refused: Decision,
+    ) -> Result<Decision, CounterError> {
+        let Decision::Refused(refusal) = &refused else {
+            return Ok(refused);
+        };
+        let shared = &self.shared;
+        let (own, wait) = {
+            let mut slots = shared.lock();
+            let slot = slots.entry(refusal.bucket).or_default();
+            let wait =
+                slot.confirmed_resets_at != refusal.resets_at && shared.leasable(refusal.limit);
+            if wait {
+                slot.confirmed_resets_at = refusal.resets_at;
+                slot.seen_resets_at = refusal.resets_at;
+                slot.seen_remaining = refusal.limit.saturating_sub(refusal.used);
+                slot.seen_limit = refusal.limit;
+            }
+            (slot.lease.take(), wait)
+        };
+        if own.is_none() && !wait {
+            return Ok(refused);
+        }
+        if let Some(lease) = own {
+            // Applied before the reserve below is sent, not queued.
+            let reservation = Reservation {
+                parts: vec![lease.part],
+                fallback: false,
+            };
+            if let Err(e) = shared.inner.settle(&reservation, &[lease.drawn]).await {
+                tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+            }
+        }
+        if wait {
+            tokio::time::sleep(shared.options.ttl + shared.options.grace).await;
+        }
+        let again = shared.inner.reserve(asks, now_ms).await?;
+        if wait && matches!(again, Decision::Admitted(_)) {
+            // Room came back: leases may be taken on it again.
+            if let Some(slot) = shared.lock().get_mut(&refusal.bucket) {
+                slot.confirmed_resets_at = 0;
+            }
+        }
+        Ok(again)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl UsageCounter for LeasingCounter {
+    async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
+        self.shared.caller_ms.store(now_ms, Ordering::Relaxed);
+        self.shared.sweep_in_background();
+        let mut plan = self.plan(asks, now_ms);
+        if plan.missing.is_empty() {
+            return Ok(Decision::Admitted(Reservation {
+                parts: plan.parts.into_iter().flatten().collect(),
+                fallback: false,
+            }));
+        }
+        let inner_asks: Vec<Ask> = plan
+            .missing
+            .iter()
+            .map(|&(i, extra)| Ask {
+                amount: asks[i].amount.saturating_add(extra),
+                ..asks[i]
+            })
+            .collect();
+        let leased = plan.missing.iter().any(|&(_, extra)| extra > 0);
+        let answer = self.shared.inner.reserve(&inner_asks, now_ms).await;
+        let answer = match answer {
+            Ok(Decision::Admitted(reservation)) if !reservation.fallback => reservation,
+            Ok(Decision::Admitted(reservation)) if plan.draws.is_empty() && !leased => {
+                // Counted by the fallback counter: no leases from it.
+                return Ok(Decision::Admitted(reservation));
+            }
+            other => {
+                self.clear_asking(asks, &plan);
+                self.shared.undraw(std::mem::take(&mut plan.draws));
+                let retry_plain = match &other {
+                    Ok(Decision::Admitted(reservation)) => {
+                        // A fallback answer with leases asked or draws made: give it
+                        // back, and count the whole request where the counter now counts.
+                        let zeros = vec![0; reservation.parts.len()];
+                        spawn_settle(self.shared.inner.clone(), reservation.clone(), zeros);
+                        true
+                    }
+                    // A lease asked on the refused bucket may be what did not fit.
+                    Ok(Decision::Refused(r)) => plan
+                        .missing
+                        .iter()
+                        .any(|&(i, extra)| extra > 0 && asks[i].bucket == r.bucket),
+                    Err(_) => false,
+                };
+                let decision = if retry_plain {
+                    self.shared.inner.reserve(asks, now_ms).await?
+                } else {
+                    other?
+                };
+                return self.confirm(asks, now_ms, decision).await;
+            }
+        };
+        let replaced = self.install(asks, &mut plan, &answer);
+        if !replaced.is_empty() {
+            let actual: Vec<u64> = replaced.iter().map(|l| l.drawn).collect();
+            let reservation = Reservation {
+                parts: replaced.into_iter().map(|l| l.part).collect(),
+                fallback: false,
+            };
+            spawn_settle(self.shared.inner.clone(), reservation, actual);
+        }
+        Ok(Decision::Admitted(Reservation {
+            parts: plan.parts.into_iter().flatten().collect(),
+            fallback: false,
+        }))
+    }
+
+    async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
+        match self.shared.correct_locally(reservation, actual) {
+            Some((rest, actual)) => self.shared.inner.settle(&rest, &actual).await,
+            None => Ok(()),
+        }
+    }
+
+    fn settle_now(&self, reservation: &Reservation, actual: &[u64]) -> bool {
+        if let Some((rest, actual)) = self.shared.correct_locally(reservation, actual) {
+            spawn_settle(self.shared.inner.clone(), rest, actual);
+        }
+        true
+    }
+
+    async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
+        let used = self.shared.inner.usage(bucket, now_ms).await?;
+        let start = bucket.window.start(now_ms);
+        let unused = self
+            .shared
+            .lock()
+            .get(&bucket)
+            .and_then(|s| s.lease.as_ref())
+            .filter(|l| l.part.window_start == start)
+            .map_or(0, |l| l.part.amount.saturating_sub(l.drawn));
+        Ok(used.saturating_sub(unused))
+    }
+
+    async fn reserve_tagged(
+        &self,
+        asks: &[Ask],
+        now_ms: i64,
+        ticket: uuid::Uuid,
+    ) -> Result<Decision, CounterError> {
+        self.shared.inner.reserve_tagged(asks, now_ms, ticket).await
+    }
+
+    async fn cancel(&self, asks: &[Ask], ticket: uuid::Uuid) -> Result<(), CounterError> {
+        self.shared.inner.cancel(asks, ticket).await
+    }
+}

@@ -1,0 +1,230 @@
+//! Leases on a shared counter: how few calls reach it, that settles reach it exactly, and
+//! that two instances on one shared counter admit exactly the limit.
+
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers outside #[test] functions fail loudly"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use llmur_core::counter::{
+    Ask, Bucket, CounterError, Decision, LeaseOptions, LeasingCounter, Level, MemoryCounter,
+    Metric, Reservation, UsageCounter,
+};
+use llmur_core::window::Window;
+use uuid::Uuid;
+
+/// A memory counter that counts the reserves and settles it is sent.
+#[derive(Debug, Default)]
+struct Counted {
+    inner: MemoryCounter,
+    reserves: AtomicU64,
+    settles: AtomicU64,
+}
+
+#[async_trait]
+impl UsageCounter for Counted {
+    async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
+        self.reserves.fetch_add(1, Ordering::Relaxed);
+        self.inner.reserve(asks, now_ms).await
+    }
+    async fn settle(&self, r: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
+        self.settles.fetch_add(1, Ordering::Relaxed);
+        self.inner.settle(r, actual).await
+    }
+    fn settle_now(&self, r: &Reservation, actual: &[u64]) -> bool {
+        self.settles.fetch_add(1, Ordering::Relaxed);
+        self.inner.settle_now(r, actual)
+    }
+    async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
+        self.inner.usage(bucket, now_ms).await
+    }
+}
+
+fn bucket(id: Uuid, metric: Metric) -> Bucket {
+    Bucket {
+        level: Level::Project,
+        id,
+        metric,
+        window: Window::Day,
+    }
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_millis()).expect("ms fit")
+}
+
+fn options(ttl_ms: u64) -> LeaseOptions {
+    LeaseOptions {
+        ttl: Duration::from_millis(ttl_ms),
+        grace: Duration::from_millis(10),
+        ..LeaseOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn leases_spare_the_shared_counter_and_settles_reach_it_exactly() {
+    let shared = Arc::new(Counted::default());
+    // A long lease: this test is about calls, not time.
+    let leases = LeasingCounter::new(shared.clone(), options(60_000));
+    let id = Uuid::new_v4();
+    let asks = [
+        Ask {
+            bucket: bucket(id, Metric::Requests),
+            limit: 1_000_000,
+            amount: 1,
+        },
+        Ask {
+            bucket: bucket(id, Metric::Tokens),
+            limit: 1_000_000_000,
+            amount: 100,
+        },
+    ];
+    let now = now_ms();
+    for i in 0..320u64 {
+        let Decision::Admitted(r) = leases.reserve(&asks, now).await.expect("reserve") else {
+            panic!("request {i} refused");
+        };
+        assert_eq!(
+            r.parts[0].used,
+            i + 1,
+            "requests used, as if counted one by one"
+        );
+        assert_eq!(
+            r.parts[1].used,
+            i * 40 + 100,
+            "tokens used, settles included"
+        );
+        assert!(leases.settle_now(&r, &[1, 40]), "settled at once");
+    }
+    let calls = shared.reserves.load(Ordering::Relaxed);
+    // One call to learn the room, then one per 32 requests (requests' lease) and one per
+    // 80 (tokens': settles leave 60 of each 100 in it).
+    assert!(
+        calls <= 16,
+        "{calls} reserves reached the shared counter for 320 requests"
+    );
+    // The requests' own settles stay in the leases: what reaches the shared counter is
+    // the first request's (no lease yet) and each spent lease going back.
+    let settles = shared.settles.load(Ordering::Relaxed);
+    assert!(settles <= calls, "{settles} settles for {calls} reserves");
+    assert_eq!(leases.leases(), 2);
+    assert_eq!(
+        leases.usage(asks[1].bucket, now).await.expect("usage"),
+        320 * 40
+    );
+
+    // A settle beyond the lease's room reaches the shared counter at once.
+    let Decision::Admitted(r) = leases.reserve(&asks, now).await.expect("reserve") else {
+        panic!("refused");
+    };
+    let before = shared
+        .inner
+        .usage(asks[1].bucket, now)
+        .await
+        .expect("usage");
+    leases.settle_now(&r, &[1, 10_000_000]);
+    let after = shared
+        .inner
+        .usage(asks[1].bucket, now)
+        .await
+        .expect("usage");
+    assert_eq!(
+        after - before,
+        10_000_000 - 100,
+        "beyond the lease: counted at once"
+    );
+    assert!(shared.settles.load(Ordering::Relaxed) >= 1);
+
+    leases.release_all().await;
+    assert_eq!(leases.leases(), 0);
+    let usage = |b| {
+        let shared = shared.clone();
+        async move { shared.inner.usage(b, now).await.expect("usage") }
+    };
+    assert_eq!(
+        usage(asks[0].bucket).await,
+        321,
+        "every request, no lease left"
+    );
+    assert_eq!(usage(asks[1].bucket).await, 320 * 40 + 10_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_counter_admit_exactly_the_limit() {
+    let shared = Arc::new(Counted::default());
+    let a = LeasingCounter::new(shared.clone(), options(20));
+    let b = LeasingCounter::new(shared.clone(), options(20));
+    let ask = [Ask {
+        bucket: bucket(Uuid::new_v4(), Metric::Requests),
+        limit: 2_000,
+        amount: 1,
+    }];
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let c = if t % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut admitted = 0u64;
+            for _ in 0..300 {
+                if let Decision::Admitted(_) = c.reserve(&ask, now_ms()).await.expect("reserve") {
+                    admitted += 1;
+                }
+            }
+            admitted
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += t.await.expect("task");
+    }
+    assert_eq!(admitted, 2_000, "exactly the limit, of 2,400 asked");
+    let calls = shared.reserves.load(Ordering::Relaxed);
+    assert!(calls < 1_000, "{calls} reserves reached the shared counter");
+    a.release_all().await;
+    b.release_all().await;
+    let used = shared.inner.usage(ask[0].bucket, now_ms()).await;
+    assert_eq!(
+        used.expect("usage"),
+        2_000,
+        "nothing leased is left counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_waits_for_another_instances_lease() {
+    let shared = Arc::new(Counted::default());
+    let a = LeasingCounter::new(shared.clone(), options(30));
+    let b = LeasingCounter::new(shared.clone(), options(30));
+    let ask = [Ask {
+        bucket: bucket(Uuid::new_v4(), Metric::Requests),
+        limit: 1_000,
+        amount: 1,
+    }];
+    // A learns the room, then takes a lease (15 more: 998 / 64) and holds it.
+    for _ in 0..2 {
+        let d = a.reserve(&ask, now_ms()).await.expect("reserve");
+        assert!(matches!(d, Decision::Admitted(_)));
+    }
+    assert_eq!(a.leases(), 1);
+    let mut admitted = 0;
+    loop {
+        match b.reserve(&ask, now_ms()).await.expect("reserve") {
+            Decision::Admitted(_) => admitted += 1,
+            Decision::Refused(r) => {
+                assert_eq!(r.used, 1_000, "refused only when truly full");
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        admitted, 998,
+        "B gets all A did not use, once A's lease went back"
+    );
+}
