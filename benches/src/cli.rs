@@ -43,6 +43,10 @@ pub enum Arm {
     #[value(name = "llmur-redis")]
     #[serde(rename = "llmur-redis")]
     Redis,
+    /// llmur full with leases on Redis (`lease_requests: 32`); not in the default arms.
+    #[value(name = "llmur-lease")]
+    #[serde(rename = "llmur-lease")]
+    Lease,
 }
 
 impl Arm {
@@ -65,6 +69,7 @@ impl fmt::Display for Arm {
             Arm::Early => "llmur-early",
             Arm::Pg => "llmur-pg",
             Arm::Redis => "llmur-redis",
+            Arm::Lease => "llmur-lease",
         })
     }
 }

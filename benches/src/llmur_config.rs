@@ -2,7 +2,8 @@
 //!
 //! - **bare**: the in-memory SQLite store, no Redis (counters in memory), logging off;
 //! - **full**: a fresh PostgreSQL schema (catalog and request logs), Redis counters, info
-//!   logging (llmur's default); optionally early forwarding (the llmur-early arm);
+//!   logging (llmur's default); optionally early forwarding (the llmur-early arm) or
+//!   leases on Redis (the llmur-lease arm);
 //! - the parts of full on their own, to see what each costs: **pg** (full without Redis:
 //!   counters in memory) and **redis** (bare with Redis counters);
 //!
@@ -38,6 +39,8 @@ pub struct Profile {
     pub info_logs: bool,
     /// Early forwarding with a headroom of 0.25.
     pub early: bool,
+    /// Leases on Redis of 32 requests' worth (`rate_limits.lease_requests`).
+    pub lease: bool,
 }
 
 impl Profile {
@@ -76,8 +79,13 @@ pub fn render(profile: &Profile, port: u16, upstream: &str, size: CatalogSize) -
     if let Some(redis_url) = &profile.redis_url {
         let _ = writeln!(y, "redis_url: \"{redis_url}\"");
     }
-    if profile.early {
-        let _ = writeln!(y, "rate_limits: {{early_forwarding_headroom: 0.25}}");
+    if profile.early || profile.lease {
+        let early = if profile.early { "0.25" } else { "null" };
+        let lease = if profile.lease { 32 } else { 0 };
+        let _ = writeln!(
+            y,
+            "rate_limits: {{early_forwarding_headroom: {early}, lease_requests: {lease}}}"
+        );
     }
     let _ = writeln!(y, "connections:");
     for d in 0..size.deployments.max(1) {
@@ -153,6 +161,7 @@ mod tests {
             redis_url: Some("redis://127.0.0.1:6379".to_owned()),
             info_logs: true,
             early: true,
+            lease: true,
         };
         for (profile, size) in [(Profile::bare(), size), (full, CatalogSize::MINIMAL)] {
             let yaml = render(&profile, 1, "http://127.0.0.1:2", size);

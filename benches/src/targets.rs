@@ -19,11 +19,17 @@ pub fn check(r: &Results) -> Vec<Check> {
         added_vs_floor(r, payload, Pick::P50, 1.5, &mut out);
         added_vs_floor(r, payload, Pick::P99, 2.0, &mut out);
     }
-    for &payload in &r.plan.payloads {
+    let lease = r.plan.arms.contains(&Arm::Lease).then_some(Arm::Lease);
+    for (&payload, arm) in r
+        .plan
+        .payloads
+        .iter()
+        .flat_map(|p| std::iter::once(Arm::Full).chain(lease).map(move |a| (p, a)))
+    {
         let floor = r.throughput(Arm::Floor, payload);
-        let full = r.throughput(Arm::Full, payload);
+        let full = r.throughput(arm, payload);
         out.push(judge(
-            format!("llmur-full throughput ≥ 70% of floor's ({payload})"),
+            format!("{arm} throughput ≥ 70% of floor's ({payload})"),
             full.zip(floor).map(|(f, fl)| {
                 let share = f / fl.max(1e-9);
                 (
@@ -55,8 +61,10 @@ pub fn check(r: &Results) -> Vec<Check> {
             verdict,
         ));
     }
-    let early = r.plan.arms.contains(&Arm::Early).then_some(Arm::Early);
-    for arm in [Arm::Bare, Arm::Full].into_iter().chain(early) {
+    let optional = [Arm::Early, Arm::Lease]
+        .into_iter()
+        .filter(|arm| r.plan.arms.contains(arm));
+    for arm in [Arm::Bare, Arm::Full].into_iter().chain(optional) {
         let direct = r.stream_rounds(Arm::Direct);
         let a = added(r.stream_rounds(arm), direct, Pick::TtfbP50);
         out.push(judge(

@@ -228,3 +228,36 @@ async fn a_refusal_waits_for_another_instances_lease() {
         "B gets all A did not use, once A's lease went back"
     );
 }
+
+/// A memory counter whose settles take a while, like a shared counter across a network.
+#[derive(Debug, Default)]
+struct Slow(MemoryCounter);
+
+#[async_trait]
+impl UsageCounter for Slow {
+    async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
+        tokio::time::sleep(Duration::from_micros(300)).await;
+        self.0.reserve(asks, now_ms).await
+    }
+    async fn settle(&self, r: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.0.settle(r, actual).await
+    }
+    async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
+        self.0.usage(bucket, now_ms).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_over_a_slow_counter() {
+    llmur_testkit::conformance::counter::run_counter_suite(|| async {
+        let options = LeaseOptions {
+            requests: 8,
+            ttl: Duration::from_millis(10),
+            share: 4,
+            grace: Duration::from_millis(5),
+        };
+        Arc::new(LeasingCounter::new(Arc::new(Slow::default()), options)) as Arc<dyn UsageCounter>
+    })
+    .await;
+}

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use llmur_core::counter::{
-    Ask, Bucket, CounterError, Decision, FailPolicy, FailoverCounter, Level, Metric, Part,
-    Reservation, UsageCounter,
+    Ask, Bucket, CounterError, Decision, FailPolicy, FailoverCounter, LeaseOptions, LeasingCounter,
+    Level, Metric, Part, Reservation, UsageCounter,
 };
 use llmur_core::window::Window;
 use llmur_server::counter_redis::{RedisCounter, RedisCounterOptions};
@@ -1153,5 +1153,63 @@ async fn batched_reserves_on_different_clocks_in_one_window_share_its_hash() {
     let (hash, field) = c.location(&b, start);
     let stored: Vec<u8> = conn.hget(&hash, &field).await.expect("HGET");
     assert_eq!(RedisCounter::unpack_count(&stored, b.metric), Some(300));
+    cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn leases_on_three_instances_admit_exactly_the_limit() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let options = LeaseOptions {
+        ttl: Duration::from_millis(20),
+        ..LeaseOptions::default()
+    };
+    let instances: Vec<LeasingCounter> = (0..3)
+        .map(|_| LeasingCounter::new(Arc::new(counter(&url, &prefix)), options))
+        .collect();
+    let key = bucket(Level::VirtualKey, Metric::Requests, Window::Month);
+    let project = bucket(Level::Project, Metric::Tokens, Window::Month);
+    let limit = 2_000;
+    let tasks: Vec<_> = (0..9)
+        .map(|i| {
+            let c = instances[i % 3].clone();
+            tokio::spawn(async move {
+                let mut admitted: HashMap<i64, u64> = HashMap::new();
+                for _ in 0..300 {
+                    let asks = [ask(key, limit, 1), ask(project, 1_000_000_000, 100)];
+                    if let Decision::Admitted(r) =
+                        c.reserve(&asks, local_now()).await.expect("reserve")
+                    {
+                        *admitted.entry(r.parts[0].window_start).or_default() += 1;
+                        // 40 tokens used of the 100 reserved.
+                        assert!(c.settle_now(&r, &[1, 40]));
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut per_window: HashMap<i64, u64> = HashMap::new();
+    for task in tasks {
+        for (start, n) in task.await.expect("task") {
+            *per_window.entry(start).or_default() += n;
+        }
+    }
+    for c in &instances {
+        c.release_all().await;
+    }
+    // A month boundary during the test would split the counts over two windows.
+    if let [(&start, &n)] = per_window.iter().collect::<Vec<_>>()[..] {
+        assert_eq!(n, limit, "exactly the limit of 2,700 asked");
+        // Leases replaced during the run went back as queued settles: let them land.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let redis = counter(&url, &prefix);
+        assert_eq!(redis.usage(key, start).await.expect("usage"), limit);
+        assert_eq!(
+            redis.usage(project, start).await.expect("usage"),
+            limit * 40
+        );
+    }
     cleanup(&mut conn, &prefix).await;
 }

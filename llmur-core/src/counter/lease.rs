@@ -82,6 +82,54 @@ struct Slot {
     seen_resets_at: i64,
     /// A refusal on this bucket was confirmed for the window ending then (Unix ms).
     confirmed_resets_at: i64,
+    /// Unused room of leases on their way back (window start, amount): still counted by
+    /// the shared counter, not usage.
+    returning: Vec<(i64, u64)>,
+    /// Corrections held until the returns in their window have landed: sent in the same
+    /// batch as a return, a correction of a part the returned lease held would be summed
+    /// with it and over-refund (reserved amounts are refunded together, then clamped).
+    held: Vec<(Part, u64)>,
+    /// Held corrections being sent now.
+    sending: Vec<(Part, u64)>,
+}
+
+impl Slot {
+    /// Whether returns or corrections on this bucket are on their way to the counter.
+    fn busy(&self) -> bool {
+        !self.returning.is_empty() || !self.held.is_empty() || !self.sending.is_empty()
+    }
+
+    /// What the counter still counts in the window starting at `start` that is not
+    /// usage: this process's unused leased room, room on its way back, and refunds held.
+    fn not_usage(&self, start: i64) -> u64 {
+        let leased = self
+            .lease
+            .as_ref()
+            .filter(|l| l.part.window_start == start)
+            .map_or(0, Lease::unused);
+        leased + self.in_flight(start)
+    }
+
+    /// Room on its way back and refunds held, in the window starting at `start`.
+    fn in_flight(&self, start: i64) -> u64 {
+        let refunds: u64 = self
+            .held
+            .iter()
+            .chain(&self.sending)
+            .filter(|(p, _)| p.window_start == start)
+            .map(|(p, real)| p.amount.saturating_sub(*real))
+            .sum();
+        self.returning_in(start) + refunds
+    }
+
+    /// Room on its way back into the window starting at `start`.
+    fn returning_in(&self, start: i64) -> u64 {
+        self.returning
+            .iter()
+            .filter(|(s, _)| *s == start)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// Room reserved on the shared counter and handed out here.
@@ -99,6 +147,16 @@ struct Lease {
 }
 
 impl Lease {
+    fn unused(&self) -> u64 {
+        self.part.amount.saturating_sub(self.drawn)
+    }
+
+    /// Marks this lease's unused room as on its way back in `slot`; give it back next.
+    fn leaving(self, slot: &mut Slot) -> Lease {
+        slot.returning.push((self.part.window_start, self.unused()));
+        self
+    }
+
     fn usable(&self, ask: &Ask, now: u64, now_ms: i64) -> bool {
         now < self.expires
             && now_ms < self.part.resets_at
@@ -141,14 +199,28 @@ impl LeasingCounter {
         }
     }
 
-    /// Gives every lease's unused room back now (call on shutdown); waits for the shared
-    /// counter to take it.
+    /// Gives every lease's unused room back now (call on shutdown); returns once the
+    /// shared counter has taken it (not merely queued it).
     pub async fn release_all(&self) {
         let leases: Vec<Lease> = {
             let mut slots = self.shared.lock();
-            slots.values_mut().filter_map(|s| s.lease.take()).collect()
+            slots
+                .values_mut()
+                .filter_map(|s| s.lease.take().map(|l| l.leaving(s)))
+                .collect()
         };
         self.shared.give_back(leases).await;
+        // Returns of replaced leases run in tasks of their own: wait for them too.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline
+            && self
+                .shared
+                .lock()
+                .values()
+                .any(|s| !s.returning.is_empty() || !s.held.is_empty() || !s.sending.is_empty())
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// How many leases are held now.
@@ -204,34 +276,70 @@ impl Shared {
                     .as_ref()
                     .is_some_and(|l| now >= l.expires || now_ms >= l.part.resets_at)
                 {
-                    out.extend(slot.lease.take());
+                    out.extend(slot.lease.take().map(|l| l.leaving(slot)));
                 }
-                slot.lease.is_some() || slot.asking || slot.seen_resets_at > now_ms
+                slot.lease.is_some()
+                    || slot.asking
+                    || !slot.returning.is_empty()
+                    || !slot.held.is_empty()
+                    || !slot.sending.is_empty()
+                    || slot.seen_resets_at > now_ms
             });
             out
         };
         self.give_back(expired).await;
     }
 
-    /// Settles each lease at what was drawn on it, on the shared counter.
+    /// Settles each lease (already marked [`Lease::leaving`]) at what was drawn on it, on
+    /// the shared counter, and waits until it has: until then its unused room is not
+    /// reported as usage, and a refusal on it waits.
     async fn give_back(&self, leases: Vec<Lease>) {
         if leases.is_empty() {
             return;
         }
         let actual: Vec<u64> = leases.iter().map(|l| l.drawn).collect();
         let reservation = Reservation {
-            parts: leases.into_iter().map(|l| l.part).collect(),
+            parts: leases.iter().map(|l| l.part).collect(),
             fallback: false,
         };
-        self.settle_inner(reservation, actual).await;
-    }
-
-    async fn settle_inner(&self, reservation: Reservation, actual: Vec<u64>) {
-        if self.inner.settle_now(&reservation, &actual) {
+        if let Err(e) = self.inner.settle(&reservation, &actual).await {
+            tracing::warn!(error = %e, "giving a lease back failed; its room stays counted");
+        }
+        let mut held = Reservation::default();
+        let mut held_actual = Vec::new();
+        {
+            let mut slots = self.lock();
+            for lease in &leases {
+                if let Some(slot) = slots.get_mut(&lease.part.bucket) {
+                    let back = (lease.part.window_start, lease.unused());
+                    if let Some(i) = slot.returning.iter().position(|r| *r == back) {
+                        slot.returning.swap_remove(i);
+                    }
+                    if slot.returning.is_empty() {
+                        // Listed as sending until sent, so that a settle waiting on
+                        // them returns only once they have landed.
+                        for (part, real) in std::mem::take(&mut slot.held) {
+                            held.parts.push(part);
+                            held_actual.push(real);
+                            slot.sending.push((part, real));
+                        }
+                    }
+                }
+            }
+        }
+        if held.parts.is_empty() {
             return;
         }
-        if let Err(e) = self.inner.settle(&reservation, &actual).await {
+        if let Err(e) = self.inner.settle(&held, &held_actual).await {
             tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+        }
+        let mut slots = self.lock();
+        for (part, real) in held.parts.iter().zip(held_actual) {
+            if let Some(slot) = slots.get_mut(&part.bucket) {
+                if let Some(i) = slot.sending.iter().position(|h| *h == (*part, real)) {
+                    slot.sending.swap_remove(i);
+                }
+            }
         }
     }
 
@@ -256,27 +364,49 @@ impl Shared {
         }
     }
 
+    /// The shared counter's answer with each part's usage less what this process holds
+    /// of it that is not usage (see [`Slot::not_usage`]).
+    fn adjusted(&self, decision: Decision) -> Decision {
+        let Decision::Admitted(mut reservation) = decision else {
+            return decision;
+        };
+        let slots = self.lock();
+        for part in &mut reservation.parts {
+            if let Some(slot) = slots.get(&part.bucket) {
+                part.used = part.used.saturating_sub(slot.not_usage(part.window_start));
+            }
+        }
+        Decision::Admitted(reservation)
+    }
+
     /// Whether any instance could hold a lease on a bucket with this limit.
     fn leasable(&self, limit: u64) -> bool {
         limit / self.options.share >= 2
     }
 
-    /// Applies settles to live leases of the same window where it can; returns the rest.
+    /// Applies settles to live leases of the same window where it can; holds those behind
+    /// a return in flight in their window (see [`Slot::held`]) and says whether it did;
+    /// returns the rest.
     fn correct_locally(
         &self,
         reservation: &Reservation,
         actual: &[u64],
-    ) -> Option<(Reservation, Vec<u64>)> {
+    ) -> (Option<(Reservation, Vec<u64>)>, bool) {
         let mut rest: Option<(Reservation, Vec<u64>)> = None;
+        let mut waiting = false;
         let mut slots = self.lock();
         for (part, &real) in reservation.parts.iter().zip(actual) {
             if real == part.amount {
                 continue;
             }
             if !reservation.fallback {
-                let lease = slots
-                    .get_mut(&part.bucket)
-                    .and_then(|s| s.lease.as_mut())
+                let Some(slot) = slots.get_mut(&part.bucket) else {
+                    push_rest(&mut rest, reservation.fallback, part, real);
+                    continue;
+                };
+                let lease = slot
+                    .lease
+                    .as_mut()
                     .filter(|l| l.part.window_start == part.window_start);
                 if let Some(lease) = lease {
                     // Only within the lease: the shared counter must see any more at once,
@@ -291,6 +421,31 @@ impl Shared {
                         lease.drawn -= part.amount - real;
                         continue;
                     }
+                }
+                if real > part.amount {
+                    // Sent as a pure add (nothing reserved, the difference actual): it
+                    // must reach the counter at once, and cannot over-refund in a batch.
+                    let add = Part { amount: 0, ..*part };
+                    push_rest(&mut rest, false, &add, real - part.amount);
+                    if let Some(lease) = slot
+                        .lease
+                        .as_mut()
+                        .filter(|l| l.part.window_start == part.window_start)
+                    {
+                        lease.others = lease.others.saturating_add(real - part.amount);
+                    }
+                    continue;
+                }
+                if slot.returning_in(part.window_start) > 0 {
+                    slot.held.push((*part, real));
+                    waiting = true;
+                    continue;
+                }
+                if let Some(lease) = slot
+                    .lease
+                    .as_mut()
+                    .filter(|l| l.part.window_start == part.window_start)
+                {
                     // Settled on the shared counter, beside the lease.
                     lease.others = lease
                         .others
@@ -298,19 +453,29 @@ impl Shared {
                         .saturating_add(real);
                 }
             }
-            let (r, a) = rest.get_or_insert_with(|| {
-                (
-                    Reservation {
-                        parts: Vec::new(),
-                        fallback: reservation.fallback,
-                    },
-                    Vec::new(),
-                )
-            });
-            r.parts.push(*part);
-            a.push(real);
+            push_rest(&mut rest, reservation.fallback, part, real);
         }
-        rest
+        (rest, waiting)
+    }
+
+    /// Waits (at most a second) until no correction is held behind a return on any of
+    /// `buckets`.
+    async fn until_released(&self, buckets: &[Part]) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            let held = {
+                let slots = self.lock();
+                buckets.iter().any(|p| {
+                    slots
+                        .get(&p.bucket)
+                        .is_some_and(|s| s.held.iter().chain(&s.sending).any(|(h, _)| h == p))
+                })
+            };
+            if !held {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Hands back draws of a reserve that was refused or failed.
@@ -323,10 +488,24 @@ impl Shared {
             parts: draws,
             fallback: false,
         };
-        if let Some((rest, actual)) = self.correct_locally(&reservation, &zeros) {
+        if let (Some((rest, actual)), _) = self.correct_locally(&reservation, &zeros) {
             spawn_settle(self.inner.clone(), rest, actual);
         }
     }
+}
+
+fn push_rest(rest: &mut Option<(Reservation, Vec<u64>)>, fallback: bool, part: &Part, real: u64) {
+    let (r, a) = rest.get_or_insert_with(|| {
+        (
+            Reservation {
+                parts: Vec::new(),
+                fallback,
+            },
+            Vec::new(),
+        )
+    });
+    r.parts.push(*part);
+    a.push(real);
 }
 
 fn spawn_settle(inner: Arc<dyn UsageCounter>, reservation: Reservation, actual: Vec<u64>) {
@@ -394,6 +573,8 @@ impl LeasingCounter {
             slot.seen_remaining = part.remaining();
             slot.seen_limit = part.limit;
             slot.seen_resets_at = part.resets_at;
+            // Room on its way back is still in the counter's answer, not usage.
+            let returning = slot.in_flight(part.window_start);
             if extra == 0 {
                 // Its usage less the room this process holds leased on it.
                 let lease = slot
@@ -402,29 +583,30 @@ impl LeasingCounter {
                     .filter(|l| l.part.window_start == part.window_start);
                 let used = match lease {
                     Some(lease) => {
-                        lease.others = part.used.saturating_sub(lease.part.amount);
+                        lease.others = part
+                            .used
+                            .saturating_sub(lease.part.amount)
+                            .saturating_sub(returning);
                         lease.others.saturating_add(lease.drawn)
                     }
-                    None => part.used,
+                    None => part.used.saturating_sub(returning),
                 };
                 plan.parts[i] = Some(Part { used, ..*part });
                 continue;
             }
             slot.asking = false;
+            if let Some(old) = slot.lease.take() {
+                replaced.push(old.leaving(slot));
+            }
             let mut lease = Lease {
                 part: *part,
-                others: part.used.saturating_sub(part.amount),
+                others: part
+                    .used
+                    .saturating_sub(part.amount)
+                    .saturating_sub(slot.in_flight(part.window_start)),
                 drawn: 0,
                 expires: now + millis(self.shared.options.ttl),
             };
-            if let Some(old) = slot.lease.take() {
-                if old.part.window_start == part.window_start {
-                    // Its unused room goes back now: not the window's usage.
-                    let unused = old.part.amount.saturating_sub(old.drawn);
-                    lease.others = lease.others.saturating_sub(unused);
-                }
-                replaced.push(old);
-            }
             plan.parts[i] = Some(lease.draw(asks[i].amount));
             slot.lease = Some(lease);
         }
@@ -449,49 +631,56 @@ impl LeasingCounter {
         &self,
         asks: &[Ask],
         now_ms: i64,
-        refused: Decision,
+        mut decision: Decision,
     ) -> Result<Decision, CounterError> {
-        let Decision::Refused(refusal) = &refused else {
-            return Ok(refused);
-        };
-        let shared = &self.shared;
-        let (own, wait) = {
-            let mut slots = shared.lock();
-            let slot = slots.entry(refusal.bucket).or_default();
-            let wait =
-                slot.confirmed_resets_at != refusal.resets_at && shared.leasable(refusal.limit);
-            if wait {
-                slot.confirmed_resets_at = refusal.resets_at;
-                slot.seen_resets_at = refusal.resets_at;
-                slot.seen_remaining = refusal.limit.saturating_sub(refusal.used);
-                slot.seen_limit = refusal.limit;
-            }
-            (slot.lease.take(), wait)
-        };
-        if own.is_none() && !wait {
-            return Ok(refused);
-        }
-        if let Some(lease) = own {
-            // Applied before the reserve below is sent, not queued.
-            let reservation = Reservation {
-                parts: vec![lease.part],
-                fallback: false,
+        // Other tasks of this process may take a lease on the bucket or give one back
+        // meanwhile: look again after each answer, a few times.
+        for _ in 0..4 {
+            let Decision::Refused(refusal) = &decision else {
+                return Ok(decision);
             };
-            if let Err(e) = shared.inner.settle(&reservation, &[lease.drawn]).await {
-                tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+            let refusal = *refusal;
+            let shared = &self.shared;
+            let (own, wait, busy) = {
+                let mut slots = shared.lock();
+                let slot = slots.entry(refusal.bucket).or_default();
+                let wait =
+                    slot.confirmed_resets_at != refusal.resets_at && shared.leasable(refusal.limit);
+                if wait {
+                    slot.confirmed_resets_at = refusal.resets_at;
+                    slot.seen_resets_at = refusal.resets_at;
+                    slot.seen_remaining = refusal.limit.saturating_sub(refusal.used);
+                    slot.seen_limit = refusal.limit;
+                }
+                let own = slot.lease.take().map(|l| l.leaving(slot));
+                (own, wait, slot.busy())
+            };
+            if own.is_none() && !wait && !busy {
+                return Ok(decision);
+            }
+            if let Some(lease) = own {
+                // Applied before the reserve below is sent, not queued.
+                shared.give_back(vec![lease]).await;
+            }
+            let deadline = Instant::now() + shared.options.ttl + shared.options.grace;
+            if wait {
+                tokio::time::sleep_until(deadline).await;
+            }
+            // Returns and corrections still on their way (other tasks send them).
+            while Instant::now() < deadline
+                && shared.lock().get(&refusal.bucket).is_some_and(Slot::busy)
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            decision = shared.adjusted(shared.inner.reserve(asks, now_ms).await?);
+            if wait && matches!(decision, Decision::Admitted(_)) {
+                // Room came back: leases may be taken on it again.
+                if let Some(slot) = shared.lock().get_mut(&refusal.bucket) {
+                    slot.confirmed_resets_at = 0;
+                }
             }
         }
-        if wait {
-            tokio::time::sleep(shared.options.ttl + shared.options.grace).await;
-        }
-        let again = shared.inner.reserve(asks, now_ms).await?;
-        if wait && matches!(again, Decision::Admitted(_)) {
-            // Room came back: leases may be taken on it again.
-            if let Some(slot) = shared.lock().get_mut(&refusal.bucket) {
-                slot.confirmed_resets_at = 0;
-            }
-        }
-        Ok(again)
+        Ok(decision)
     }
 }
 
@@ -546,7 +735,8 @@ impl UsageCounter for LeasingCounter {
                     Err(_) => false,
                 };
                 let decision = if retry_plain {
-                    self.shared.inner.reserve(asks, now_ms).await?
+                    let answer = self.shared.inner.reserve(asks, now_ms).await?;
+                    self.shared.adjusted(answer)
                 } else {
                     other?
                 };
@@ -555,12 +745,13 @@ impl UsageCounter for LeasingCounter {
         };
         let replaced = self.install(asks, &mut plan, &answer);
         if !replaced.is_empty() {
-            let actual: Vec<u64> = replaced.iter().map(|l| l.drawn).collect();
-            let reservation = Reservation {
-                parts: replaced.into_iter().map(|l| l.part).collect(),
-                fallback: false,
-            };
-            spawn_settle(self.shared.inner.clone(), reservation, actual);
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let shared = self.shared.clone();
+                    runtime.spawn(async move { shared.give_back(replaced).await });
+                }
+                Err(_) => self.shared.give_back(replaced).await,
+            }
         }
         Ok(Decision::Admitted(Reservation {
             parts: plan.parts.into_iter().flatten().collect(),
@@ -569,30 +760,39 @@ impl UsageCounter for LeasingCounter {
     }
 
     async fn settle(&self, reservation: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
-        match self.shared.correct_locally(reservation, actual) {
-            Some((rest, actual)) => self.shared.inner.settle(&rest, &actual).await,
-            None => Ok(()),
+        let (rest, waiting) = self.shared.correct_locally(reservation, actual);
+        if let Some((rest, actual)) = rest {
+            self.shared.inner.settle(&rest, &actual).await?;
         }
+        if waiting {
+            // Held behind a return: done when the return's task has sent them.
+            self.shared.until_released(&reservation.parts).await;
+        }
+        Ok(())
     }
 
     fn settle_now(&self, reservation: &Reservation, actual: &[u64]) -> bool {
-        if let Some((rest, actual)) = self.shared.correct_locally(reservation, actual) {
+        if let (Some((rest, actual)), _) = self.shared.correct_locally(reservation, actual) {
             spawn_settle(self.shared.inner.clone(), rest, actual);
         }
         true
     }
 
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
+        // A return that has landed but is still listed would be taken off twice: read
+        // once none is on its way (at most a second; this is not the hot path).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline && self.shared.lock().get(&bucket).is_some_and(Slot::busy) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let used = self.shared.inner.usage(bucket, now_ms).await?;
         let start = bucket.window.start(now_ms);
-        let unused = self
+        let not_usage = self
             .shared
             .lock()
             .get(&bucket)
-            .and_then(|s| s.lease.as_ref())
-            .filter(|l| l.part.window_start == start)
-            .map_or(0, |l| l.part.amount.saturating_sub(l.drawn));
-        Ok(used.saturating_sub(unused))
+            .map_or(0, |s| s.not_usage(start));
+        Ok(used.saturating_sub(not_usage))
     }
 
     async fn reserve_tagged(
