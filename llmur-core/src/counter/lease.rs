@@ -542,16 +542,37 @@ impl LeasingCounter {
             missing: Vec::new(),
         };
         let mut slots = shared.lock();
+        // When the counter is asked anyway, leases running low are topped up in the same
+        // call, so that a request's leases run out together rather than one call each.
+        let refresh = asks.iter().any(|ask| {
+            !slots
+                .get(&ask.bucket)
+                .and_then(|s| s.lease.as_ref())
+                .is_some_and(|l| l.usable(ask, now, now_ms))
+        });
+        let ttl = millis(shared.options.ttl);
         for (i, ask) in asks.iter().enumerate() {
             let slot = slots.entry(ask.bucket).or_default();
+            let usable = slot
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.usable(ask, now, now_ms));
+            let low = slot.lease.as_ref().is_some_and(|l| {
+                l.unused().saturating_sub(ask.amount) < l.part.amount / 2
+                    || l.expires.saturating_sub(now) < ttl / 2
+            });
+            let extra = if usable && !(refresh && low) {
+                0
+            } else {
+                shared.lease_size(slot, ask, now_ms)
+            };
             match slot.lease.as_mut() {
-                Some(lease) if lease.usable(ask, now, now_ms) => {
+                Some(lease) if usable && extra == 0 => {
                     let part = lease.draw(ask.amount);
                     plan.draws.push(part);
                     plan.parts[i] = Some(part);
                 }
                 _ => {
-                    let extra = shared.lease_size(slot, ask, now_ms);
                     if extra > 0 {
                         slot.asking = true;
                     }
