@@ -75,6 +75,8 @@ struct Slot {
     lease: Option<Lease>,
     /// A reserve that takes a lease on this bucket is in flight.
     asking: bool,
+    /// A lease is being renewed ahead, in the background (see [`Plan::ahead`]).
+    renewing: bool,
     /// The room left at the counter's last answer, that answer's limit, and when its
     /// window ends (Unix ms).
     seen_remaining: u64,
@@ -280,6 +282,7 @@ impl Shared {
                 }
                 slot.lease.is_some()
                     || slot.asking
+                    || slot.renewing
                     || !slot.returning.is_empty()
                     || !slot.held.is_empty()
                     || !slot.sending.is_empty()
@@ -530,6 +533,9 @@ struct Plan {
     /// Indices (into the asks) of those asked of the shared counter, with the lease
     /// taken on top of each.
     missing: Vec<(usize, u64)>,
+    /// Fresh leases to take in the background, for leases drawn low by this request
+    /// (every ask drawn here): nobody waits for them.
+    ahead: Vec<Ask>,
 }
 
 impl LeasingCounter {
@@ -540,6 +546,7 @@ impl LeasingCounter {
             parts: vec![None; asks.len()],
             draws: Vec::new(),
             missing: Vec::new(),
+            ahead: Vec::new(),
         };
         let mut slots = shared.lock();
         // When the counter is asked anyway, leases running low are topped up in the same
@@ -558,8 +565,8 @@ impl LeasingCounter {
                 .as_ref()
                 .is_some_and(|l| l.usable(ask, now, now_ms));
             let low = slot.lease.as_ref().is_some_and(|l| {
-                l.unused().saturating_sub(ask.amount) < l.part.amount / 2
-                    || l.expires.saturating_sub(now) < ttl / 2
+                l.unused().saturating_sub(ask.amount) < l.part.amount / 4
+                    || l.expires.saturating_sub(now) < ttl / 4
             });
             let extra = if usable && !(refresh && low) {
                 0
@@ -571,6 +578,21 @@ impl LeasingCounter {
                     let part = lease.draw(ask.amount);
                     plan.draws.push(part);
                     plan.parts[i] = Some(part);
+                    if !refresh && low {
+                        // Renewed ahead, in the background, before it runs out.
+                        let more = if slot.renewing {
+                            0
+                        } else {
+                            shared.lease_size(slot, ask, now_ms)
+                        };
+                        if more > 0 {
+                            slot.renewing = true;
+                            plan.ahead.push(Ask {
+                                amount: more,
+                                ..*ask
+                            });
+                        }
+                    }
                 }
                 _ => {
                     if extra > 0 {
@@ -632,6 +654,63 @@ impl LeasingCounter {
             slot.lease = Some(lease);
         }
         replaced
+    }
+
+    /// Takes fresh leases for `asks` (the lease amounts alone) in a task of its own; each
+    /// replaces the bucket's current lease, which goes back.
+    fn renew_ahead(&self, asks: Vec<Ask>, now_ms: i64) {
+        let shared = self.shared.clone();
+        let clear = move |shared: &Shared, asks: &[Ask]| {
+            let mut slots = shared.lock();
+            for ask in asks {
+                if let Some(slot) = slots.get_mut(&ask.bucket) {
+                    slot.renewing = false;
+                }
+            }
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            clear(&shared, &asks);
+            return;
+        };
+        runtime.spawn(async move {
+            let answer = shared.inner.reserve(&asks, now_ms).await;
+            let Ok(Decision::Admitted(reservation)) = answer else {
+                clear(&shared, &asks);
+                return;
+            };
+            if reservation.fallback {
+                // Counted by the fallback counter: no leases from it.
+                let zeros = vec![0; reservation.parts.len()];
+                clear(&shared, &asks);
+                spawn_settle(shared.inner.clone(), reservation, zeros);
+                return;
+            }
+            let now = shared.now();
+            let mut replaced = Vec::new();
+            {
+                let mut slots = shared.lock();
+                for part in &reservation.parts {
+                    let slot = slots.entry(part.bucket).or_default();
+                    slot.renewing = false;
+                    slot.seen_remaining = part.remaining();
+                    slot.seen_limit = part.limit;
+                    slot.seen_resets_at = part.resets_at;
+                    if let Some(old) = slot.lease.take() {
+                        replaced.push(old.leaving(slot));
+                    }
+                    slot.lease = Some(Lease {
+                        part: *part,
+                        others: part
+                            .used
+                            .saturating_sub(part.amount)
+                            .saturating_sub(slot.in_flight(part.window_start)),
+                        drawn: 0,
+                        expires: now + millis(shared.options.ttl),
+                    });
+                }
+            }
+            shared.give_back(replaced).await;
+        });
     }
 
     fn clear_asking(&self, asks: &[Ask], plan: &Plan) {
@@ -715,6 +794,9 @@ impl UsageCounter for LeasingCounter {
         self.shared.caller_ms.store(now_ms, Ordering::Relaxed);
         self.shared.sweep_in_background();
         let mut plan = self.plan(asks, now_ms);
+        if !plan.ahead.is_empty() {
+            self.renew_ahead(std::mem::take(&mut plan.ahead), now_ms);
+        }
         if plan.missing.is_empty() {
             return Ok(Decision::Admitted(Reservation {
                 parts: plan.parts.into_iter().flatten().collect(),
