@@ -65,6 +65,8 @@ struct Shared {
     /// hash is safe here.
     slots: Mutex<FxHashMap<Bucket, Slot>>,
     sweeping: AtomicBool,
+    /// Woken when a lease arrives (or a request for one ends without it).
+    arrived: tokio::sync::Notify,
     /// The caller's clock (Unix ms) at the last reserve: windows end by it.
     caller_ms: AtomicI64,
 }
@@ -197,6 +199,7 @@ impl LeasingCounter {
                 slots: Mutex::new(FxHashMap::default()),
                 sweeping: AtomicBool::new(false),
                 caller_ms: AtomicI64::new(0),
+                arrived: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -536,6 +539,8 @@ struct Plan {
     /// Fresh leases to take in the background, for leases drawn low by this request
     /// (every ask drawn here): nobody waits for them.
     ahead: Vec<Ask>,
+    /// Some ask missed while a lease for it is on its way.
+    wait: bool,
 }
 
 impl LeasingCounter {
@@ -547,6 +552,7 @@ impl LeasingCounter {
             draws: Vec::new(),
             missing: Vec::new(),
             ahead: Vec::new(),
+            wait: false,
         };
         let mut slots = shared.lock();
         // When the counter is asked anyway, leases running low are topped up in the same
@@ -597,6 +603,9 @@ impl LeasingCounter {
                 _ => {
                     if extra > 0 {
                         slot.asking = true;
+                    } else if slot.renewing || slot.asking {
+                        // A lease is on its way: better to wait for it than to call too.
+                        plan.wait = true;
                     }
                     plan.missing.push((i, extra));
                 }
@@ -670,18 +679,21 @@ impl LeasingCounter {
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             clear(&shared, &asks);
+            shared.arrived.notify_waiters();
             return;
         };
         runtime.spawn(async move {
             let answer = shared.inner.reserve(&asks, now_ms).await;
             let Ok(Decision::Admitted(reservation)) = answer else {
                 clear(&shared, &asks);
+                shared.arrived.notify_waiters();
                 return;
             };
             if reservation.fallback {
                 // Counted by the fallback counter: no leases from it.
                 let zeros = vec![0; reservation.parts.len()];
                 clear(&shared, &asks);
+                shared.arrived.notify_waiters();
                 spawn_settle(shared.inner.clone(), reservation, zeros);
                 return;
             }
@@ -709,18 +721,27 @@ impl LeasingCounter {
                     });
                 }
             }
+            shared.arrived.notify_waiters();
             shared.give_back(replaced).await;
         });
     }
 
     fn clear_asking(&self, asks: &[Ask], plan: &Plan) {
-        let mut slots = self.shared.lock();
-        for &(i, extra) in &plan.missing {
-            if extra > 0 {
-                if let Some(slot) = slots.get_mut(&asks[i].bucket) {
-                    slot.asking = false;
+        let mut cleared = false;
+        {
+            let mut slots = self.shared.lock();
+            for &(i, extra) in &plan.missing {
+                if extra > 0 {
+                    if let Some(slot) = slots.get_mut(&asks[i].bucket) {
+                        slot.asking = false;
+                        cleared = true;
+                    }
                 }
             }
+        }
+        if cleared {
+            // Whoever waits for this lease asks for one itself now.
+            self.shared.arrived.notify_waiters();
         }
     }
 
@@ -784,6 +805,9 @@ impl LeasingCounter {
     }
 }
 
+/// The longest a request waits for a lease on its way before calling the counter itself.
+const WAIT_FOR_LEASE: Duration = Duration::from_millis(20);
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -794,6 +818,25 @@ impl UsageCounter for LeasingCounter {
         self.shared.caller_ms.store(now_ms, Ordering::Relaxed);
         self.shared.sweep_in_background();
         let mut plan = self.plan(asks, now_ms);
+        // A miss while a lease is on its way waits for it (a little) instead of calling
+        // the counter as well: under load, every request between a lease running out and
+        // the next arriving would otherwise call.
+        for _ in 0..2 {
+            if !plan.wait {
+                break;
+            }
+            let arrived = self.shared.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            self.clear_asking(asks, &plan);
+            self.shared.undraw(std::mem::take(&mut plan.draws));
+            // Whatever it renewed ahead stays asked for.
+            if !plan.ahead.is_empty() {
+                self.renew_ahead(std::mem::take(&mut plan.ahead), now_ms);
+            }
+            let _ = tokio::time::timeout(WAIT_FOR_LEASE, arrived).await;
+            plan = self.plan(asks, now_ms);
+        }
         if !plan.ahead.is_empty() {
             self.renew_ahead(std::mem::take(&mut plan.ahead), now_ms);
         }
@@ -847,6 +890,9 @@ impl UsageCounter for LeasingCounter {
             }
         };
         let replaced = self.install(asks, &mut plan, &answer);
+        if plan.missing.iter().any(|&(_, extra)| extra > 0) {
+            self.shared.arrived.notify_waiters();
+        }
         if !replaced.is_empty() {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
