@@ -98,6 +98,25 @@ struct Slot {
 }
 
 impl Slot {
+    /// Records the counter's answer on this bucket and makes `part` (as reserved) its
+    /// lease until `expires`; returns the lease it replaces, marked as going back.
+    fn grant(&mut self, part: &Part, expires: u64) -> Option<Lease> {
+        self.seen_remaining = part.remaining();
+        self.seen_limit = part.limit;
+        self.seen_resets_at = part.resets_at;
+        let old = self.lease.take().map(|l| l.leaving(self));
+        self.lease = Some(Lease {
+            part: *part,
+            others: part
+                .used
+                .saturating_sub(part.amount)
+                .saturating_sub(self.in_flight(part.window_start)),
+            drawn: 0,
+            expires,
+        });
+        old
+    }
+
     /// Whether returns or corrections on this bucket are on their way to the counter.
     fn busy(&self) -> bool {
         !self.returning.is_empty() || !self.held.is_empty() || !self.sending.is_empty()
@@ -647,20 +666,8 @@ impl LeasingCounter {
                 continue;
             }
             slot.asking = false;
-            if let Some(old) = slot.lease.take() {
-                replaced.push(old.leaving(slot));
-            }
-            let mut lease = Lease {
-                part: *part,
-                others: part
-                    .used
-                    .saturating_sub(part.amount)
-                    .saturating_sub(slot.in_flight(part.window_start)),
-                drawn: 0,
-                expires: now + millis(self.shared.options.ttl),
-            };
-            plan.parts[i] = Some(lease.draw(asks[i].amount));
-            slot.lease = Some(lease);
+            replaced.extend(slot.grant(part, now + millis(self.shared.options.ttl)));
+            plan.parts[i] = slot.lease.as_mut().map(|l| l.draw(asks[i].amount));
         }
         replaced
     }
@@ -704,21 +711,7 @@ impl LeasingCounter {
                 for part in &reservation.parts {
                     let slot = slots.entry(part.bucket).or_default();
                     slot.renewing = false;
-                    slot.seen_remaining = part.remaining();
-                    slot.seen_limit = part.limit;
-                    slot.seen_resets_at = part.resets_at;
-                    if let Some(old) = slot.lease.take() {
-                        replaced.push(old.leaving(slot));
-                    }
-                    slot.lease = Some(Lease {
-                        part: *part,
-                        others: part
-                            .used
-                            .saturating_sub(part.amount)
-                            .saturating_sub(slot.in_flight(part.window_start)),
-                        drawn: 0,
-                        expires: now + millis(shared.options.ttl),
-                    });
+                    replaced.extend(slot.grant(part, now + millis(shared.options.ttl)));
                 }
             }
             shared.arrived.notify_waiters();
