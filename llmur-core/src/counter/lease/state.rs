@@ -1,0 +1,461 @@
+//! The state behind [`LeasingCounter`](super::LeasingCounter): what this process knows of
+//! each bucket ([`Slot`]), the leases it holds ([`Lease`]), and the background work on
+//! them (sweeping, giving back, corrections).
+//! Owns: that state and its bookkeeping. Must not touch: the reserve's decisions (the
+//! parent module).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+use tokio::time::Instant;
+
+use super::LeaseOptions;
+use crate::counter::{Ask, Bucket, Decision, Part, Reservation, UsageCounter};
+
+/// What a `LeasingCounter` and its background tasks share.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) inner: Arc<dyn UsageCounter>,
+    pub(super) options: LeaseOptions,
+    pub(super) epoch: Instant,
+    /// Keyed by the catalog's own entity ids, never by client input: a fast non-keyed
+    /// hash is safe here.
+    pub(super) slots: Mutex<FxHashMap<Bucket, Slot>>,
+    pub(super) sweeping: AtomicBool,
+    /// Woken when a lease arrives (or a request for one ends without it).
+    pub(super) arrived: tokio::sync::Notify,
+    /// The caller's clock (Unix ms) at the last reserve: windows end by it.
+    pub(super) caller_ms: AtomicI64,
+}
+
+/// What this process knows of one bucket.
+#[derive(Debug, Default)]
+pub(super) struct Slot {
+    pub(super) lease: Option<Lease>,
+    /// A reserve that takes a lease on this bucket is in flight.
+    pub(super) asking: bool,
+    /// A lease is being renewed ahead, in the background (see [`Plan::ahead`]).
+    pub(super) renewing: bool,
+    /// The room left at the counter's last answer, that answer's limit, and when its
+    /// window ends (Unix ms).
+    pub(super) seen_remaining: u64,
+    pub(super) seen_limit: u64,
+    pub(super) seen_resets_at: i64,
+    /// A refusal on this bucket was confirmed for the window ending then (Unix ms).
+    pub(super) confirmed_resets_at: i64,
+    /// Unused room of leases on their way back (window start, amount): still counted by
+    /// the shared counter, not usage.
+    pub(super) returning: Vec<(i64, u64)>,
+    /// Corrections held until the returns in their window have landed: sent in the same
+    /// batch as a return, a correction of a part the returned lease held would be summed
+    /// with it and over-refund (reserved amounts are refunded together, then clamped).
+    pub(super) held: Vec<(Part, u64)>,
+    /// Held corrections being sent now.
+    pub(super) sending: Vec<(Part, u64)>,
+}
+
+impl Slot {
+    /// Records the counter's answer on this bucket and makes `part` (as reserved) its
+    /// lease until `expires`; returns the lease it replaces, marked as going back.
+    pub(super) fn grant(&mut self, part: &Part, expires: u64) -> Option<Lease> {
+        self.seen_remaining = part.remaining();
+        self.seen_limit = part.limit;
+        self.seen_resets_at = part.resets_at;
+        let old = self.lease.take().map(|l| l.leaving(self));
+        self.lease = Some(Lease {
+            part: *part,
+            others: part
+                .used
+                .saturating_sub(part.amount)
+                .saturating_sub(self.in_flight(part.window_start)),
+            drawn: 0,
+            expires,
+        });
+        old
+    }
+
+    /// Whether returns or corrections on this bucket are on their way to the counter.
+    pub(super) fn busy(&self) -> bool {
+        !self.returning.is_empty() || !self.held.is_empty() || !self.sending.is_empty()
+    }
+
+    /// What the counter still counts in the window starting at `start` that is not
+    /// usage: this process's unused leased room, room on its way back, and refunds held.
+    pub(super) fn not_usage(&self, start: i64) -> u64 {
+        let leased = self
+            .lease
+            .as_ref()
+            .filter(|l| l.part.window_start == start)
+            .map_or(0, Lease::unused);
+        leased + self.in_flight(start)
+    }
+
+    /// Room on its way back and refunds held, in the window starting at `start`.
+    pub(super) fn in_flight(&self, start: i64) -> u64 {
+        let refunds: u64 = self
+            .held
+            .iter()
+            .chain(&self.sending)
+            .filter(|(p, _)| p.window_start == start)
+            .map(|(p, real)| p.amount.saturating_sub(*real))
+            .sum();
+        self.returning_in(start) + refunds
+    }
+
+    /// Room on its way back into the window starting at `start`.
+    pub(super) fn returning_in(&self, start: i64) -> u64 {
+        self.returning
+            .iter()
+            .filter(|(s, _)| *s == start)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Room reserved on the shared counter and handed out here.
+#[derive(Debug)]
+pub(super) struct Lease {
+    /// The part as reserved on the shared counter: `amount` is the whole lease.
+    pub(super) part: Part,
+    /// The window's usage besides this lease, at the shared counter's last answer on it
+    /// (and this process's settles since).
+    pub(super) others: u64,
+    /// Handed out, plus the settles' corrections; returned as the part's actual amount.
+    pub(super) drawn: u64,
+    /// Milliseconds after the epoch from which it is no longer drawn on.
+    pub(super) expires: u64,
+}
+
+impl Lease {
+    pub(super) fn unused(&self) -> u64 {
+        self.part.amount.saturating_sub(self.drawn)
+    }
+
+    /// Marks this lease's unused room as on its way back in `slot`; give it back next.
+    pub(super) fn leaving(self, slot: &mut Slot) -> Lease {
+        slot.returning.push((self.part.window_start, self.unused()));
+        self
+    }
+
+    pub(super) fn usable(&self, ask: &Ask, now: u64, now_ms: i64) -> bool {
+        now < self.expires
+            && now_ms < self.part.resets_at
+            && self.part.limit == ask.limit
+            && self.drawn.saturating_add(ask.amount) <= self.part.amount
+    }
+
+    /// The part a request drawing `amount` holds: its usage as of this draw.
+    pub(super) fn draw(&mut self, amount: u64) -> Part {
+        self.drawn += amount;
+        Part {
+            amount,
+            used: self.others.saturating_add(self.drawn),
+            ..self.part
+        }
+    }
+}
+
+/// A reserve's local draws, to give back if the shared counter refuses the rest.
+pub(super) type Draws = Vec<Part>;
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, FxHashMap<Bucket, Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts the task that gives expired leases back, once, while a runtime is at hand.
+    pub(super) fn sweep_in_background(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let weak: Weak<Shared> = Arc::downgrade(self);
+        let every = (self.options.ttl / 2).max(Duration::from_millis(2));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(shared) = weak.upgrade() else { return };
+                shared.sweep().await;
+            }
+        });
+    }
+
+    /// Gives back leases that expired or whose window ended, and forgets buckets not
+    /// asked on for a while.
+    pub(super) async fn sweep(&self) {
+        let now = self.now();
+        let now_ms = self.caller_ms.load(Ordering::Relaxed);
+        let expired: Vec<Lease> = {
+            let mut slots = self.lock();
+            let mut out = Vec::new();
+            slots.retain(|_, slot| {
+                if slot
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| now >= l.expires || now_ms >= l.part.resets_at)
+                {
+                    out.extend(slot.lease.take().map(|l| l.leaving(slot)));
+                }
+                slot.lease.is_some()
+                    || slot.asking
+                    || slot.renewing
+                    || !slot.returning.is_empty()
+                    || !slot.held.is_empty()
+                    || !slot.sending.is_empty()
+                    || slot.seen_resets_at > now_ms
+            });
+            out
+        };
+        self.give_back(expired).await;
+    }
+
+    /// Settles each lease (already marked [`Lease::leaving`]) at what was drawn on it, on
+    /// the shared counter, and waits until it has: until then its unused room is not
+    /// reported as usage, and a refusal on it waits.
+    pub(super) async fn give_back(&self, leases: Vec<Lease>) {
+        if leases.is_empty() {
+            return;
+        }
+        let actual: Vec<u64> = leases.iter().map(|l| l.drawn).collect();
+        let reservation = Reservation {
+            parts: leases.iter().map(|l| l.part).collect(),
+            fallback: false,
+        };
+        if let Err(e) = self.inner.settle(&reservation, &actual).await {
+            tracing::warn!(error = %e, "giving a lease back failed; its room stays counted");
+        }
+        let mut held = Reservation::default();
+        let mut held_actual = Vec::new();
+        {
+            let mut slots = self.lock();
+            for lease in &leases {
+                if let Some(slot) = slots.get_mut(&lease.part.bucket) {
+                    let back = (lease.part.window_start, lease.unused());
+                    if let Some(i) = slot.returning.iter().position(|r| *r == back) {
+                        slot.returning.swap_remove(i);
+                    }
+                    if slot.returning.is_empty() {
+                        // Listed as sending until sent, so that a settle waiting on
+                        // them returns only once they have landed.
+                        for (part, real) in std::mem::take(&mut slot.held) {
+                            held.parts.push(part);
+                            held_actual.push(real);
+                            slot.sending.push((part, real));
+                        }
+                    }
+                }
+            }
+        }
+        if held.parts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.inner.settle(&held, &held_actual).await {
+            tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+        }
+        let mut slots = self.lock();
+        for (part, real) in held.parts.iter().zip(held_actual) {
+            if let Some(slot) = slots.get_mut(&part.bucket) {
+                if let Some(i) = slot.sending.iter().position(|h| *h == (*part, real)) {
+                    slot.sending.swap_remove(i);
+                }
+            }
+        }
+    }
+
+    /// How much more than `ask` to reserve as a lease on its bucket, by the room last
+    /// seen: 0 when unknown, too little, or already being asked for.
+    pub(super) fn lease_size(&self, slot: &Slot, ask: &Ask, now_ms: i64) -> u64 {
+        if slot.asking
+            || slot.seen_limit != ask.limit
+            || now_ms >= slot.seen_resets_at
+            || slot.confirmed_resets_at == slot.seen_resets_at
+        {
+            return 0;
+        }
+        let unit = ask.amount.max(1);
+        let extra = unit
+            .saturating_mul(self.options.requests)
+            .min(slot.seen_remaining.saturating_sub(ask.amount) / self.options.share);
+        if extra < unit.saturating_mul(2) {
+            0
+        } else {
+            extra
+        }
+    }
+
+    /// The shared counter's answer with each part's usage less what this process holds
+    /// of it that is not usage (see [`Slot::not_usage`]).
+    pub(super) fn adjusted(&self, decision: Decision) -> Decision {
+        let Decision::Admitted(mut reservation) = decision else {
+            return decision;
+        };
+        let slots = self.lock();
+        for part in &mut reservation.parts {
+            if let Some(slot) = slots.get(&part.bucket) {
+                part.used = part.used.saturating_sub(slot.not_usage(part.window_start));
+            }
+        }
+        Decision::Admitted(reservation)
+    }
+
+    /// Whether any instance could hold a lease on a bucket with this limit.
+    pub(super) fn leasable(&self, limit: u64) -> bool {
+        limit / self.options.share >= 2
+    }
+
+    /// Applies settles to live leases of the same window where it can; holds those behind
+    /// a return in flight in their window (see [`Slot::held`]) and says whether it did;
+    /// returns the rest.
+    pub(super) fn correct_locally(
+        &self,
+        reservation: &Reservation,
+        actual: &[u64],
+    ) -> (Option<(Reservation, Vec<u64>)>, bool) {
+        let mut rest: Option<(Reservation, Vec<u64>)> = None;
+        let mut waiting = false;
+        let mut slots = self.lock();
+        for (part, &real) in reservation.parts.iter().zip(actual) {
+            if real == part.amount {
+                continue;
+            }
+            if !reservation.fallback {
+                let Some(slot) = slots.get_mut(&part.bucket) else {
+                    push_rest(&mut rest, reservation.fallback, part, real);
+                    continue;
+                };
+                let lease = slot
+                    .lease
+                    .as_mut()
+                    .filter(|l| l.part.window_start == part.window_start);
+                if let Some(lease) = lease {
+                    // Only within the lease: the shared counter must see any more at once,
+                    // or it could admit past the limit.
+                    if real > part.amount {
+                        let more = lease.drawn.saturating_add(real - part.amount);
+                        if more <= lease.part.amount {
+                            lease.drawn = more;
+                            continue;
+                        }
+                    } else if lease.drawn >= part.amount - real {
+                        lease.drawn -= part.amount - real;
+                        continue;
+                    }
+                }
+                if real > part.amount {
+                    // Sent as a pure add (nothing reserved, the difference actual): it
+                    // must reach the counter at once, and cannot over-refund in a batch.
+                    let add = Part { amount: 0, ..*part };
+                    push_rest(&mut rest, false, &add, real - part.amount);
+                    if let Some(lease) = slot
+                        .lease
+                        .as_mut()
+                        .filter(|l| l.part.window_start == part.window_start)
+                    {
+                        lease.others = lease.others.saturating_add(real - part.amount);
+                    }
+                    continue;
+                }
+                if slot.returning_in(part.window_start) > 0 {
+                    slot.held.push((*part, real));
+                    waiting = true;
+                    continue;
+                }
+                if let Some(lease) = slot
+                    .lease
+                    .as_mut()
+                    .filter(|l| l.part.window_start == part.window_start)
+                {
+                    // Settled on the shared counter, beside the lease.
+                    lease.others = lease
+                        .others
+                        .saturating_sub(part.amount)
+                        .saturating_add(real);
+                }
+            }
+            push_rest(&mut rest, reservation.fallback, part, real);
+        }
+        (rest, waiting)
+    }
+
+    /// Waits (at most a second) until no correction is held behind a return on any of
+    /// `buckets`.
+    pub(super) async fn until_released(&self, buckets: &[Part]) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            let held = {
+                let slots = self.lock();
+                buckets.iter().any(|p| {
+                    slots
+                        .get(&p.bucket)
+                        .is_some_and(|s| s.held.iter().chain(&s.sending).any(|(h, _)| h == p))
+                })
+            };
+            if !held {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Hands back draws of a reserve that was refused or failed.
+    pub(super) fn undraw(&self, draws: Draws) {
+        if draws.is_empty() {
+            return;
+        }
+        let zeros = vec![0; draws.len()];
+        let reservation = Reservation {
+            parts: draws,
+            fallback: false,
+        };
+        if let (Some((rest, actual)), _) = self.correct_locally(&reservation, &zeros) {
+            spawn_settle(self.inner.clone(), rest, actual);
+        }
+    }
+}
+
+pub(super) fn push_rest(
+    rest: &mut Option<(Reservation, Vec<u64>)>,
+    fallback: bool,
+    part: &Part,
+    real: u64,
+) {
+    let (r, a) = rest.get_or_insert_with(|| {
+        (
+            Reservation {
+                parts: Vec::new(),
+                fallback,
+            },
+            Vec::new(),
+        )
+    });
+    r.parts.push(*part);
+    a.push(real);
+}
+
+pub(super) fn spawn_settle(
+    inner: Arc<dyn UsageCounter>,
+    reservation: Reservation,
+    actual: Vec<u64>,
+) {
+    if inner.settle_now(&reservation, &actual) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no runtime to settle a usage reservation; the reserved amounts stay");
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(e) = inner.settle(&reservation, &actual).await {
+            tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+        }
+    });
+}
