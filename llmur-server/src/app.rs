@@ -165,6 +165,7 @@ impl App {
             },
         ));
         let health_counter = counter_health.clone();
+        let health_leases = leases.clone();
         let early = config
             .rate_limits
             .early_forwarding_headroom
@@ -172,7 +173,9 @@ impl App {
         let router = Router::new()
             .route(
                 "/health",
-                axum::routing::get(move || health(health_counter.clone(), early.clone())),
+                axum::routing::get(move || {
+                    health(health_counter.clone(), early.clone(), health_leases.clone())
+                }),
             )
             .merge(admin)
             .fallback(not_found)
@@ -265,8 +268,12 @@ async fn refresh_after_write(hooks: WriteHooks, request: Request, next: Next) ->
 
 /// `GET /health`: `ok`, plus the Redis counter's state when Redis is configured
 /// (`degraded` while it is unreachable; the status code stays 200 under fail-open) and
-/// early forwarding's counts when it is on.
-async fn health(counter: Option<Arc<FailoverCounter>>, early: Option<Proxy>) -> Response {
+/// early forwarding's counts when it is on, and the leases' when they are on.
+async fn health(
+    counter: Option<Arc<FailoverCounter>>,
+    early: Option<Proxy>,
+    leases: Option<LeasingCounter>,
+) -> Response {
     let mut body = match counter {
         None => serde_json::json!({"status": "ok"}),
         Some(c) => {
@@ -281,6 +288,9 @@ async fn health(counter: Option<Arc<FailoverCounter>>, early: Option<Proxy>) -> 
         let stats = proxy.early_forwards();
         body["early_forwarding"] =
             serde_json::json!({"sent": stats.sent(), "dropped": stats.dropped()});
+    }
+    if let Some(leases) = leases {
+        body["leases"] = serde_json::json!({"held": leases.leases(), "admitted_locally": leases.admitted_locally()});
     }
     json_response(StatusCode::OK, body.to_string())
 }

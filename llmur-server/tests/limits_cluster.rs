@@ -322,6 +322,53 @@ async fn three_instances_forwarding_early_admit_exactly_the_request_limit() {
     admit_exactly_the_request_limit("early_forwarding_headroom: 0.25, ").await;
 }
 
+/// Leases take room ahead from Redis and admit from it in process: the same exact count
+/// across three instances, the refusals confirmed, and every unused lease back in Redis
+/// once they expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_with_leases_admit_exactly_the_request_limit() {
+    // Large enough to lease (a lease takes at most 1/64 of the room left).
+    const LIMIT: usize = 1_000;
+    const TOTAL: usize = 1_300;
+    let cluster = Cluster::start_with(
+        &format!("{{requests: {{per_day: {LIMIT}}}}}"),
+        Script::new()
+            .usage(3, 2)
+            .latency(Latency::Fixed(Duration::from_millis(5))),
+        "lease_requests: 32, lease_ms: 50, ",
+    )
+    .await;
+    let body = json!({"model": cluster.model, "messages": [{"role": "user", "content": "hi"}]});
+    let outcomes = cluster.hammer(TOTAL, 36, body).await;
+    let admitted = outcomes.iter().filter(|o| o.status == 200).count();
+    let refused: Vec<&Outcome> = outcomes.iter().filter(|o| o.status != 200).collect();
+    assert_eq!(admitted, LIMIT, "exactly the limit, across three instances");
+    assert_eq!(refused.len(), TOTAL - LIMIT);
+    assert_eq!(cluster.mock.request_count(), LIMIT);
+    let redis_key = check_refusals(&refused, "requests");
+    let local: u64 = cluster
+        .health()
+        .await
+        .iter()
+        .map(|h| {
+            h["leases"]["admitted_locally"]
+                .as_u64()
+                .expect("lease counts")
+        })
+        .sum();
+    eprintln!("{local} of {LIMIT} admitted from leases, without a Redis call");
+    assert!(local > LIMIT as u64 / 2, "leases admitted only {local}");
+    // The last leases go back within lease_ms and a sweep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        redis_get(&redis_key).await,
+        Some(LIMIT as i64),
+        "the shared bucket {redis_key} holds the limit, no leased room left"
+    );
+    cluster.assert_counted_in_redis().await;
+    redis_del(&redis_key).await;
+}
+
 async fn admit_exactly_the_request_limit(rate_limits: &str) {
     const LIMIT: usize = 100;
     const TOTAL: usize = 330;

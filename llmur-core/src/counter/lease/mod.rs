@@ -77,6 +77,7 @@ impl LeasingCounter {
                 sweeping: AtomicBool::new(false),
                 caller_ms: AtomicI64::new(0),
                 arrived: tokio::sync::Notify::new(),
+                local: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -103,6 +104,11 @@ impl LeasingCounter {
         {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// Reserves admitted in process, from leases alone, since start.
+    pub fn admitted_locally(&self) -> u64 {
+        self.shared.local.load(Ordering::Relaxed)
     }
 
     /// How many leases are held now.
@@ -401,6 +407,7 @@ impl UsageCounter for LeasingCounter {
             self.renew_ahead(std::mem::take(&mut plan.ahead), now_ms);
         }
         if plan.missing.is_empty() {
+            self.shared.local.fetch_add(1, Ordering::Relaxed);
             return Ok(Decision::Admitted(Reservation {
                 parts: plan.parts.into_iter().flatten().collect(),
                 fallback: false,

@@ -26,6 +26,8 @@ pub(super) struct Shared {
     pub(super) sweeping: AtomicBool,
     /// Woken when a lease arrives (or a request for one ends without it).
     pub(super) arrived: tokio::sync::Notify,
+    /// Reserves admitted in process, from leases alone.
+    pub(super) local: std::sync::atomic::AtomicU64,
     /// The caller's clock (Unix ms) at the last reserve: windows end by it.
     pub(super) caller_ms: AtomicI64,
 }
