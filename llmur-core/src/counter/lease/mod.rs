@@ -14,7 +14,7 @@
 
 mod state;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,7 +77,7 @@ impl LeasingCounter {
                 sweeping: AtomicBool::new(false),
                 caller_ms: AtomicI64::new(0),
                 arrived: tokio::sync::Notify::new(),
-                local: std::sync::atomic::AtomicU64::new(0),
+                local: AtomicU64::new(0),
             }),
         }
     }
@@ -94,16 +94,11 @@ impl LeasingCounter {
         };
         self.shared.give_back(leases).await;
         // Returns of replaced leases run in tasks of their own: wait for them too.
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline
-            && self
-                .shared
-                .lock()
-                .values()
-                .any(|s| !s.returning.is_empty() || !s.held.is_empty() || !s.sending.is_empty())
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        self.shared
+            .poll_until(Instant::now() + Duration::from_secs(1), |slots| {
+                !slots.values().any(Slot::busy)
+            })
+            .await;
     }
 
     /// Reserves admitted in process, from leases alone, since start.
@@ -214,18 +209,12 @@ impl LeasingCounter {
         let mut slots = self.shared.lock();
         for (&(i, extra), part) in plan.missing.iter().zip(&answer.parts) {
             let slot = slots.entry(asks[i].bucket).or_default();
-            slot.seen_remaining = part.remaining();
-            slot.seen_limit = part.limit;
-            slot.seen_resets_at = part.resets_at;
+            slot.saw(part.remaining(), part.limit, part.resets_at);
             // Room on its way back is still in the counter's answer, not usage.
             let returning = slot.in_flight(part.window_start);
             if extra == 0 {
                 // Its usage less the room this process holds leased on it.
-                let lease = slot
-                    .lease
-                    .as_mut()
-                    .filter(|l| l.part.window_start == part.window_start);
-                let used = match lease {
+                let used = match slot.lease_in(part.window_start) {
                     Some(lease) => {
                         lease.others = part
                             .used
@@ -249,31 +238,32 @@ impl LeasingCounter {
     /// replaces the bucket's current lease, which goes back.
     fn renew_ahead(&self, asks: Vec<Ask>, now_ms: i64) {
         let shared = self.shared.clone();
+        // No lease came of it: whoever waits for one asks itself.
         let clear = move |shared: &Shared, asks: &[Ask]| {
-            let mut slots = shared.lock();
-            for ask in asks {
-                if let Some(slot) = slots.get_mut(&ask.bucket) {
-                    slot.renewing = false;
+            {
+                let mut slots = shared.lock();
+                for ask in asks {
+                    if let Some(slot) = slots.get_mut(&ask.bucket) {
+                        slot.renewing = false;
+                    }
                 }
             }
+            shared.arrived.notify_waiters();
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             clear(&shared, &asks);
-            shared.arrived.notify_waiters();
             return;
         };
         runtime.spawn(async move {
             let answer = shared.inner.reserve(&asks, now_ms).await;
             let Ok(Decision::Admitted(reservation)) = answer else {
                 clear(&shared, &asks);
-                shared.arrived.notify_waiters();
                 return;
             };
             if reservation.fallback {
                 // Counted by the fallback counter: no leases from it.
                 let zeros = vec![0; reservation.parts.len()];
                 clear(&shared, &asks);
-                shared.arrived.notify_waiters();
                 spawn_settle(shared.inner.clone(), reservation, zeros);
                 return;
             }
@@ -335,9 +325,11 @@ impl LeasingCounter {
                     slot.confirmed_resets_at != refusal.resets_at && shared.leasable(refusal.limit);
                 if wait {
                     slot.confirmed_resets_at = refusal.resets_at;
-                    slot.seen_resets_at = refusal.resets_at;
-                    slot.seen_remaining = refusal.limit.saturating_sub(refusal.used);
-                    slot.seen_limit = refusal.limit;
+                    slot.saw(
+                        refusal.limit.saturating_sub(refusal.used),
+                        refusal.limit,
+                        refusal.resets_at,
+                    );
                 }
                 let own = slot.lease.take().map(|l| l.leaving(slot));
                 (own, wait, slot.busy())
@@ -354,11 +346,11 @@ impl LeasingCounter {
                 tokio::time::sleep_until(deadline).await;
             }
             // Returns and corrections still on their way (other tasks send them).
-            while Instant::now() < deadline
-                && shared.lock().get(&refusal.bucket).is_some_and(Slot::busy)
-            {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            shared
+                .poll_until(deadline, |slots| {
+                    !slots.get(&refusal.bucket).is_some_and(Slot::busy)
+                })
+                .await;
             decision = shared.adjusted(shared.inner.reserve(asks, now_ms).await?);
             if wait && matches!(decision, Decision::Admitted(_)) {
                 // Room came back: leases may be taken on it again.
@@ -457,7 +449,7 @@ impl UsageCounter for LeasingCounter {
             }
         };
         let replaced = self.install(asks, &mut plan, &answer);
-        if plan.missing.iter().any(|&(_, extra)| extra > 0) {
+        if leased {
             self.shared.arrived.notify_waiters();
         }
         if !replaced.is_empty() {
@@ -497,10 +489,11 @@ impl UsageCounter for LeasingCounter {
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
         // A return that has landed but is still listed would be taken off twice: read
         // once none is on its way (at most a second; this is not the hot path).
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline && self.shared.lock().get(&bucket).is_some_and(Slot::busy) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        self.shared
+            .poll_until(Instant::now() + Duration::from_secs(1), |slots| {
+                !slots.get(&bucket).is_some_and(Slot::busy)
+            })
+            .await;
         let used = self.shared.inner.usage(bucket, now_ms).await?;
         let start = bucket.window.start(now_ms);
         let not_usage = self

@@ -4,7 +4,7 @@
 //! Owns: that state and its bookkeeping. Must not touch: the reserve's decisions (the
 //! parent module).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub(super) struct Shared {
     /// Woken when a lease arrives (or a request for one ends without it).
     pub(super) arrived: tokio::sync::Notify,
     /// Reserves admitted in process, from leases alone.
-    pub(super) local: std::sync::atomic::AtomicU64,
+    pub(super) local: AtomicU64,
     /// The caller's clock (Unix ms) at the last reserve: windows end by it.
     pub(super) caller_ms: AtomicI64,
 }
@@ -62,9 +62,7 @@ impl Slot {
     /// Records the counter's answer on this bucket and makes `part` (as reserved) its
     /// lease until `expires`; returns the lease it replaces, marked as going back.
     pub(super) fn grant(&mut self, part: &Part, expires: u64) -> Option<Lease> {
-        self.seen_remaining = part.remaining();
-        self.seen_limit = part.limit;
-        self.seen_resets_at = part.resets_at;
+        self.saw(part.remaining(), part.limit, part.resets_at);
         let old = self.lease.take().map(|l| l.leaving(self));
         self.lease = Some(Lease {
             part: *part,
@@ -76,6 +74,18 @@ impl Slot {
             expires,
         });
         old
+    }
+
+    /// Records the room the counter last reported, its limit and its window's end.
+    pub(super) fn saw(&mut self, remaining: u64, limit: u64, resets_at: i64) {
+        self.seen_remaining = remaining;
+        self.seen_limit = limit;
+        self.seen_resets_at = resets_at;
+    }
+
+    /// The lease, if it is in the window starting at `start`.
+    pub(super) fn lease_in(&mut self, start: i64) -> Option<&mut Lease> {
+        self.lease.as_mut().filter(|l| l.part.window_start == start)
     }
 
     /// Whether returns or corrections on this bucket are on their way to the counter.
@@ -210,9 +220,7 @@ impl Shared {
                 slot.lease.is_some()
                     || slot.asking
                     || slot.renewing
-                    || !slot.returning.is_empty()
-                    || !slot.held.is_empty()
-                    || !slot.sending.is_empty()
+                    || slot.busy()
                     || slot.seen_resets_at > now_ms
             });
             out
@@ -334,11 +342,7 @@ impl Shared {
                     push_rest(&mut rest, reservation.fallback, part, real);
                     continue;
                 };
-                let lease = slot
-                    .lease
-                    .as_mut()
-                    .filter(|l| l.part.window_start == part.window_start);
-                if let Some(lease) = lease {
+                if let Some(lease) = slot.lease_in(part.window_start) {
                     // Only within the lease: the shared counter must see any more at once,
                     // or it could admit past the limit.
                     if real > part.amount {
@@ -357,11 +361,7 @@ impl Shared {
                     // must reach the counter at once, and cannot over-refund in a batch.
                     let add = Part { amount: 0, ..*part };
                     push_rest(&mut rest, false, &add, real - part.amount);
-                    if let Some(lease) = slot
-                        .lease
-                        .as_mut()
-                        .filter(|l| l.part.window_start == part.window_start)
-                    {
+                    if let Some(lease) = slot.lease_in(part.window_start) {
                         lease.others = lease.others.saturating_add(real - part.amount);
                     }
                     continue;
@@ -371,11 +371,7 @@ impl Shared {
                     waiting = true;
                     continue;
                 }
-                if let Some(lease) = slot
-                    .lease
-                    .as_mut()
-                    .filter(|l| l.part.window_start == part.window_start)
-                {
+                if let Some(lease) = slot.lease_in(part.window_start) {
                     // Settled on the shared counter, beside the lease.
                     lease.others = lease
                         .others
@@ -391,19 +387,24 @@ impl Shared {
     /// Waits (at most a second) until no correction is held behind a return on any of
     /// `buckets`.
     pub(super) async fn until_released(&self, buckets: &[Part]) {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline {
-            let held = {
-                let slots = self.lock();
-                buckets.iter().any(|p| {
-                    slots
-                        .get(&p.bucket)
-                        .is_some_and(|s| s.held.iter().chain(&s.sending).any(|(h, _)| h == p))
-                })
-            };
-            if !held {
-                return;
-            }
+        self.poll_until(Instant::now() + Duration::from_secs(1), |slots| {
+            !buckets.iter().any(|p| {
+                slots
+                    .get(&p.bucket)
+                    .is_some_and(|s| s.held.iter().chain(&s.sending).any(|(h, _)| h == p))
+            })
+        })
+        .await;
+    }
+
+    /// Waits until `done` holds of the slots (looked at every millisecond) or `deadline`
+    /// passes: for returns and corrections other tasks are sending.
+    pub(super) async fn poll_until(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&FxHashMap<Bucket, Slot>) -> bool,
+    ) {
+        while Instant::now() < deadline && !done(&self.lock()) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
