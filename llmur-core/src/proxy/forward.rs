@@ -15,11 +15,11 @@ use http::{HeaderMap, HeaderValue, Response, header};
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
+use super::client::{HttpClient, UpstreamResponse, timeout_error};
 use super::early::{self, Sending};
 use super::headers::downstream_headers;
 use super::limits::{Admit, Charge, Limiter, Target, refusal_error, settle_unused};
 use super::stream::SseRelay;
-use super::urls::UrlCache;
 use crate::error::{Error, ErrorKind};
 use crate::model::{Connection, Deployment, VirtualKey};
 use crate::provider::{Call, StreamState};
@@ -29,72 +29,22 @@ use crate::usage::{Clock, Endpoint, RequestLog, Usage, UsageSink, UsageSource};
 /// The shared upstream HTTP client and its time limits.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
-    pub(crate) client: reqwest::Client,
+    pub(crate) client: HttpClient,
     /// Whether `client` was built here (and so may be rebuilt by `Proxy::fork`).
     pub(crate) own_client: bool,
     /// The connect timeout `client` was built with.
     pub(crate) connect_timeout: Duration,
     /// Until the response head (and, for non-streams, the whole body).
     pub(crate) timeout: Duration,
-    /// `client`'s upstream URLs, parsed once.
-    pub(crate) urls: Arc<UrlCache>,
 }
 
 impl Upstream {
-    async fn send(&self, request: http::Request<Bytes>) -> Result<reqwest::Response, Error> {
-        let request = self.reqwest_request(request)?;
-        match tokio::time::timeout(self.timeout, self.client.execute(request)).await {
+    async fn send(&self, request: http::Request<Bytes>) -> Result<UpstreamResponse, Error> {
+        match tokio::time::timeout(self.timeout, self.client.send(request)).await {
             Err(_) => Err(timeout_error()),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(transport_error(e)),
+            Ok(sent) => sent,
         }
     }
-
-    /// `request` as reqwest's, with its URL from the cache: what
-    /// `reqwest::Request::try_from` gives, without printing and parsing the URI again.
-    fn reqwest_request(&self, request: http::Request<Bytes>) -> Result<reqwest::Request, Error> {
-        let (parts, body) = request.into_parts();
-        let url = match self.urls.get(&parts.uri) {
-            // reqwest's request has no public way to take extensions; a request with some
-            // (none of llmur's providers sets any) goes the long way and keeps them.
-            Some(url) if parts.extensions.is_empty() => url,
-            _ => {
-                return reqwest::Request::try_from(http::Request::from_parts(parts, body)).map_err(
-                    |e| {
-                        Error::new(ErrorKind::Internal, "could not build the upstream request")
-                            .with_source(e)
-                    },
-                );
-            }
-        };
-        let mut out = reqwest::Request::new(parts.method, url);
-        *out.headers_mut() = parts.headers;
-        *out.version_mut() = parts.version;
-        *out.body_mut() = Some(body.into());
-        Ok(out)
-    }
-}
-
-fn timeout_error() -> Error {
-    Error::new(
-        ErrorKind::UpstreamTimeout,
-        "the upstream did not answer in time",
-    )
-    .with_code("upstream_timeout")
-}
-
-fn transport_error(e: reqwest::Error) -> Error {
-    if e.is_timeout() {
-        return timeout_error().with_source(e);
-    }
-    let message = if e.is_connect() {
-        "the upstream could not be reached"
-    } else {
-        "the upstream connection failed"
-    };
-    Error::new(ErrorKind::UpstreamUnreachable, message)
-        .with_code("upstream_unreachable")
-        .with_source(e)
 }
 
 /// What the forwarder needs from the proxy.
@@ -251,13 +201,13 @@ async fn respond(
     deployment: &Deployment,
     connection: &Connection,
     body: &RequestBody,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     mut attempt: Attempt,
 ) -> Result<Response<ProxyBody>, Error> {
-    let status = response.status();
+    let status = response.status;
     attempt.status = status.as_u16();
     attempt.time_to_first_byte = Some(attempt.started.elapsed());
-    let headers = downstream_headers(response.headers());
+    let headers = downstream_headers(&response.headers);
     let is_sse = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -266,7 +216,7 @@ async fn respond(
     let state = StreamState::new(&deployment.name, body.client_wants_usage());
 
     let out = if status.is_success() && body.stream() && is_sse {
-        let relay = SseRelay::new(Box::pin(response.bytes_stream()), state, provider, attempt);
+        let relay = SseRelay::new(response.into_stream(), state, provider, attempt);
         ProxyBody::stream(relay)
     } else {
         let remaining = cx
@@ -279,7 +229,6 @@ async fn respond(
         let bytes = match read {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => {
-                let e = transport_error(e);
                 attempt.fail(&e);
                 return Err(e);
             }
@@ -413,18 +362,5 @@ impl std::fmt::Debug for Attempt {
         f.debug_struct("Attempt")
             .field("log", &self.log)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::StatusCode;
-
-    #[test]
-    fn timeouts_are_504_and_not_retryable() {
-        let e = timeout_error();
-        assert_eq!(e.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert!(!e.is_retryable());
     }
 }

@@ -6,6 +6,7 @@
 //! the crate docs list; see [`Proxy::handle`].
 
 mod body;
+mod client;
 mod early;
 mod forward;
 pub mod headers;
@@ -36,6 +37,7 @@ use crate::error::{Error, ErrorKind};
 use crate::model::VirtualKey;
 use crate::request::RequestBody;
 use crate::usage::{Clock, Endpoint, SystemClock, UsageSink};
+use client::HttpClient;
 use forward::Upstream;
 use limits::Limiter;
 use read::read_body;
@@ -160,7 +162,15 @@ impl ProxyBuilder {
         self
     }
 
-    /// Uses this HTTP client for every upstream instead of building one.
+    /// Uses this reqwest client for every upstream instead of llmur's own.
+    ///
+    /// llmur's own client is hyper's pooled client over rustls, with the platform's
+    /// certificate verifier and HTTP/2 where the upstream offers it. It does not follow
+    /// redirects. When `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, llmur builds a
+    /// reqwest client instead, which honours them (and `NO_PROXY`). Give a client here
+    /// for anything else reqwest offers: extra root certificates, client certificates,
+    /// proxies set in code. It costs more per request than llmur's own (about 35,000
+    /// instructions, its URL handling and its layers).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -170,8 +180,8 @@ impl ProxyBuilder {
     pub fn build(self) -> Result<Proxy, Error> {
         let own_client = self.client.is_none();
         let client = match self.client {
-            Some(client) => client,
-            None => http_client(self.connect_timeout)?,
+            Some(client) => HttpClient::reqwest(client),
+            None => HttpClient::build(self.connect_timeout)?,
         };
         Ok(Proxy {
             shared: Arc::new(Shared {
@@ -183,7 +193,6 @@ impl ProxyBuilder {
                     own_client,
                     connect_timeout: self.connect_timeout,
                     timeout: self.timeout,
-                    urls: Arc::default(),
                 },
                 limiter: Limiter {
                     counter: self.counter,
@@ -196,20 +205,6 @@ impl ProxyBuilder {
             }),
         })
     }
-}
-
-/// The upstream HTTP client a [`ProxyBuilder`] builds unless given one.
-fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            Error::new(ErrorKind::Internal, "could not build the HTTP client").with_source(e)
-        })
 }
 
 enum Route {
@@ -254,8 +249,7 @@ impl Proxy {
     pub fn fork(&self) -> Result<Proxy, Error> {
         let mut shared = Shared::clone(&self.shared);
         if shared.upstream.own_client {
-            shared.upstream.client = http_client(shared.upstream.connect_timeout)?;
-            shared.upstream.urls = Arc::default();
+            shared.upstream.client = HttpClient::build(shared.upstream.connect_timeout)?;
         }
         Ok(Proxy {
             shared: Arc::new(shared),
@@ -451,10 +445,6 @@ mod tests {
         ));
         assert!(Arc::ptr_eq(&proxy.shared.sink, &fork.shared.sink));
         assert!(fork.shared.upstream.own_client);
-        assert!(!Arc::ptr_eq(
-            &proxy.shared.upstream.urls,
-            &fork.shared.upstream.urls
-        ));
         fork.overhead().record(Duration::from_micros(70));
         assert_eq!(proxy.overhead().snapshot().count, 1);
     }

@@ -8,20 +8,18 @@
 //! (dropping the upstream body cancels the upstream request).
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
 use crate::provider::{EventAction, Provider, StreamState};
 use crate::sse::SseScanner;
 use crate::usage::{Usage, UsageSource};
 
+use super::client::ByteStream;
 use super::forward::Attempt;
-
-type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
 /// The streaming half of a response: upstream bytes in, client events out.
 pub struct SseRelay {

@@ -1,10 +1,10 @@
 //! Upstream URLs, parsed once.
 //!
-//! Owns: [`UrlCache`]. A provider encodes each call as an `http::Request`, whose URI
-//! reqwest would turn into a [`Url`] by printing and re-parsing it: about 6,600
-//! instructions per request, for URLs that repeat (one or two per connection). The cache
-//! keeps the parsed `Url` per URI and hands out clones.
-//! Must not touch: the request's other parts (see `forward::Upstream::send`).
+//! Owns: [`UrlCache`], for the reqwest client (see `client.rs`). A provider encodes each
+//! call as an `http::Request`, whose URI reqwest would turn into a [`Url`] by printing
+//! and re-parsing it: about 6,600 instructions per request, for URLs that repeat (one or
+//! two per connection). The cache keeps the parsed `Url` per URI and hands out clones.
+//! Must not touch: the request's other parts (see `client::reqwest_request`).
 
 use std::sync::{Mutex, PoisonError};
 
