@@ -6,6 +6,9 @@
 #
 #   benches/profile/callgrind.sh bare|pg|redis|full|lease [N] [WARM]
 #
+# LLMUR_BIN names another llmur binary to profile (an older build, to compare); LEASE_MS
+# sets the lease profile's lease_ms (default 50; under valgrind a request takes
+# milliseconds, so 5000 lets leases run out by count, as under load).
 # Needs a release build (`cargo build --release -p llmur-server -p llmur-testkit --bins`),
 # valgrind and python3; pg/full/lease need the PostgreSQL of LLMUR_TEST_POSTGRES_URL
 # (default postgres://postgres@127.0.0.1:5432/test, a throw-away schema llmur_prof) and
@@ -74,7 +77,7 @@ trap cleanup EXIT
 "$bin/llmur-mock" --port $mock_port --no-record >"$out/mock.log" 2>&1 & pids+=($!)
 LLMUR_WORKER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out.$profile" \
-  "$bin/llmur" serve --config "$config" >"$out/llmur.$profile.log" 2>&1 &
+  "${LLMUR_BIN:-$bin/llmur}" serve --config "$config" >"$out/llmur.$profile.log" 2>&1 &
 vg=$!; pids+=($vg)
 
 drive() {
