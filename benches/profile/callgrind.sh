@@ -8,7 +8,8 @@
 #
 # LLMUR_BIN names another llmur binary to profile (an older build, to compare); LEASE_MS
 # sets the lease profile's lease_ms (default 50; under valgrind a request takes
-# milliseconds, so 5000 lets leases run out by count, as under load).
+# milliseconds, so 5000 lets leases run out by count, as under load); BODY_BYTES the
+# request body's size (default about 200).
 # Needs a release build (`cargo build --release -p llmur-server -p llmur-testkit --bins`),
 # valgrind and python3; pg/full/lease need the PostgreSQL of LLMUR_TEST_POSTGRES_URL
 # (default postgres://postgres@127.0.0.1:5432/test, a throw-away schema llmur_prof) and
@@ -81,9 +82,11 @@ LLMUR_WORKER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
 vg=$!; pids+=($vg)
 
 drive() {
-  python3 - "$port" "$1" <<'PY'
+  python3 - "$port" "$1" "${BODY_BYTES:-0}" <<'PY'
 import http.client, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+words = "the quick brown fox jumps over the lazy dog "
+filler = (words * (size // len(words) + 1))[:max(size - 110, 0)] if size else words * 2
 for _ in range(600):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port); c.request("GET", "/health"); c.getresponse().read(); break
@@ -92,7 +95,7 @@ for _ in range(600):
 c = http.client.HTTPConnection("127.0.0.1", port)
 h = {"authorization": "Bearer sk-llmur-bench-0123456789abcdef", "content-type": "application/json"}
 for i in range(n):
-    body = '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"#%010d the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox"}]}' % i
+    body = '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"#%010d %s"}]}' % (i, filler)
     c.request("POST", "/v1/chat/completions", body, h)
     r = c.getresponse(); r.read()
     if r.status != 200: sys.exit("status %d" % r.status)

@@ -308,7 +308,7 @@ impl Proxy {
         };
         let (parts, body) = request.into_parts();
         let bytes = read_body(&parts.headers, body, shared.max_body_bytes).await?;
-        let parsed = RequestBody::parse(&bytes)?;
+        let parsed = RequestBody::from_bytes(bytes)?;
         let deployment = shared.catalog.route(&key, parsed.model())?;
         let forwarded = headers::upstream_headers(&parts.headers);
         let cx = forward::Context {
