@@ -369,6 +369,58 @@ async fn three_instances_with_leases_admit_exactly_the_request_limit() {
     redis_del(&redis_key).await;
 }
 
+/// Leases go back to Redis when an instance shuts down. With leases that would otherwise
+/// be held for a minute, Redis counts more than was admitted while the instances run, and
+/// exactly what was admitted once they have stopped (SIGTERM, as a service manager sends).
+#[tokio::test]
+async fn leases_go_back_to_redis_when_instances_shut_down() {
+    const LIMIT: usize = 10_000;
+    const SENT: usize = 300;
+    let mut cluster = Cluster::start_with(
+        &format!("{{requests: {{per_day: {LIMIT}}}}}"),
+        Script::new().usage(3, 2),
+        "lease_requests: 32, lease_ms: 60000, ",
+    )
+    .await;
+    let body = json!({"model": cluster.model, "messages": [{"role": "user", "content": "hi"}]});
+    let outcomes = cluster.hammer(SENT, 12, body).await;
+    assert!(outcomes.iter().all(|o| o.status == 200), "all admitted");
+    let hash = llmur_core::KeyHasher::new(&secrecy::SecretString::from(APP_SECRET))
+        .hash(&cluster.key)
+        .to_hex();
+    let id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("llmur/virtual_key/{hash}").as_bytes(),
+    );
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("ms fit");
+    // Today's window (UTC days); a run across midnight would look in the wrong one.
+    let location = format!(
+        "llmur:rl:day:{} virtual_key:{id} requests",
+        now_ms - now_ms % DAY_MS
+    );
+    let running = redis_get(&location).await.expect("the key is counted");
+    eprintln!("Redis counts {running} with the instances running, {SENT} admitted");
+    assert!(
+        running > SENT as i64,
+        "leases hold room beyond what was admitted ({running})"
+    );
+    for (i, instance) in cluster.instances.iter_mut().enumerate() {
+        assert!(instance.terminate(), "instance {i} exits cleanly");
+    }
+    assert_eq!(
+        redis_get(&location).await,
+        Some(SENT as i64),
+        "every lease went back on shutdown"
+    );
+    redis_del(&location).await;
+}
+
 async fn admit_exactly_the_request_limit(rate_limits: &str) {
     const LIMIT: usize = 100;
     const TOTAL: usize = 330;

@@ -28,6 +28,30 @@ impl Drop for Instance {
     }
 }
 
+impl Instance {
+    /// Stops it as a service manager would (SIGTERM) and waits up to 30 s for it to exit;
+    /// returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", pid.as_str()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait on llmur") {
+                return status.success();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "llmur {pid} still running 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Starts `llmur` with `env` on a free port of 127.0.0.1, logging JSON, and waits up to
 /// 30 s for its "llmur listening" line.
 pub fn spawn_llmur(env: &[(&str, &str)]) -> Instance {
