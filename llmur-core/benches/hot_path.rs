@@ -10,7 +10,8 @@
 //! - `sse`: [`SseScanner`] over a recorded OpenAI stream, whole, in 1,400-byte and in 7-byte
 //!   pieces, and the OpenAI codec's `decode_event` over each of its events (with and without
 //!   the `model` rewrite); `sse_helpers`: the byte-level helpers `decode_event` calls;
-//! - `request`: [`RequestBody::parse`] and `encode` of ~200 B, ~4 KB and ~50 KB bodies.
+//! - `request`: [`RequestBody::parse`] and `encode` of ~200 B, ~4 KB and ~50 KB bodies, and
+//!   [`RequestBody::from_bytes`] of a body forwarded unchanged.
 //!
 //! Run with `cargo bench -p llmur-core --bench hot_path`. Setup code fails loudly (`expect`)
 //! when a fixture is broken; the measured loops never do.
@@ -379,6 +380,16 @@ fn bench_request(c: &mut Criterion) {
                 RequestBody::parse(black_box(body))
                     .ok()
                     .map(|parsed| black_box(parsed.encode(black_box("gpt-4o-mini"), true)))
+            });
+        });
+        // As the proxy does it: the body read into `Bytes`, forwarded unchanged (the
+        // connection's model is the one asked for), so nothing is copied.
+        let shared = bytes::Bytes::copy_from_slice(body);
+        group.bench_function(BenchmarkId::new("from_bytes_unchanged", &id), |b| {
+            b.iter(|| {
+                RequestBody::from_bytes(black_box(shared.clone()))
+                    .ok()
+                    .map(|parsed| black_box(parsed.encode(black_box("chat-prod"), false)))
             });
         });
     }
