@@ -128,6 +128,38 @@ async fn conformance_in_caller_clock_mode() {
     cleanup(&mut conn, &prefix).await;
 }
 
+/// Leases over the Redis counter against the same suite, with leases small and short
+/// enough that the suite's limits take them. Not run by default: it passes on a quiet
+/// machine and fails on a loaded one (5 runs of 6 with two cores kept busy), on the
+/// `used` figures only, never on an admission or a refusal. A lease renewed or given
+/// back in the background can land in Redis while another call on the same bucket is in
+/// flight, and that call's answer then counts the lease's room as usage, or subtracts it
+/// twice, until the lease's own answer is processed here. Closing it needs the calls on a
+/// bucket ordered against lease changes (see the README, Rate limits, Leases).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "the `used` figures race with background lease changes under load; run with --run-ignored"]
+async fn conformance_with_leases() {
+    let url = redis_url();
+    let mut conn = raw(&url).await;
+    let prefix = fresh_prefix();
+    let make_prefix = prefix.clone();
+    run_counter_suite(move || {
+        let inner = Arc::new(counter(&url, &make_prefix).with_caller_clock());
+        let options = llmur_core::counter::LeaseOptions {
+            requests: 8,
+            ttl: Duration::from_millis(10),
+            share: 4,
+            grace: Duration::from_millis(5),
+        };
+        async move {
+            Arc::new(llmur_core::counter::LeasingCounter::new(inner, options))
+                as Arc<dyn UsageCounter>
+        }
+    })
+    .await;
+    cleanup(&mut conn, &prefix).await;
+}
+
 #[tokio::test]
 async fn windows_come_from_the_server_clock() {
     let url = redis_url();
