@@ -7,6 +7,12 @@
 //! process trusts the test CA through `SSL_CERT_FILE`, which the platform verifier reads
 //! on Linux in place of the system's store.
 
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail loudly"
+)]
+
 mod process_support;
 
 use std::path::PathBuf;
