@@ -157,6 +157,56 @@ async fn leases_spare_the_shared_counter_and_settles_reach_it_exactly() {
     assert_eq!(usage(asks[1].bucket).await, 320 * 40 + 10_000_000);
 }
 
+/// Leases drawn low within half their time grow (up to 16 times `requests` asks), so a
+/// busy bucket calls the shared counter less; one that expires more than half unused
+/// halves the next.
+#[tokio::test]
+async fn leases_grow_when_drawn_fast_and_shrink_when_left_unused() {
+    let shared = Arc::new(Counted::default());
+    let ttl = 200;
+    let leases = LeasingCounter::new(shared.clone(), options(ttl));
+    let ask = Ask {
+        bucket: bucket(Uuid::new_v4(), Metric::Requests),
+        limit: 10_000_000,
+        amount: 1,
+    };
+    let now = now_ms();
+    let admit = |leases: &LeasingCounter| {
+        let leases = leases.clone();
+        async move {
+            let Decision::Admitted(r) = leases.reserve(&[ask], now).await.expect("reserve") else {
+                panic!("refused");
+            };
+            assert!(leases.settle_now(&r, &[1]), "settled at once");
+            // A request's own I/O lets background work (renewals) run between requests.
+            tokio::task::yield_now().await;
+        }
+    };
+    for _ in 0..2_000 {
+        admit(&leases).await;
+    }
+    let calls = shared.reserves.load(Ordering::Relaxed);
+    // At 32 requests a lease (renewed at a quarter left), 2,000 requests take about 84
+    // calls; growing 32, 64, ..., 512, they took 10.
+    assert!(
+        calls <= 16,
+        "{calls} reserves for 2,000 requests drawn fast"
+    );
+
+    let shared_usage = || async { shared.usage(ask.bucket, now).await.expect("usage") };
+    let settle_down = || tokio::time::sleep(Duration::from_millis(3 * ttl));
+    settle_down().await;
+    assert_eq!(shared_usage().await, 2_000, "every lease went back");
+    admit(&leases).await;
+    let first = shared_usage().await - 2_001;
+    assert!(first >= 8 * 32, "the lease grew: {first}");
+    // Expires with all but the one request unused: the next is half as large.
+    settle_down().await;
+    admit(&leases).await;
+    let second = shared_usage().await - 2_002;
+    assert_eq!(second, first / 2, "the lease shrank");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_counter_admit_exactly_the_limit() {
     let shared = Arc::new(Counted::default());

@@ -29,7 +29,10 @@ use state::{Draws, Lease, Shared, Slot, spawn_settle};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseOptions {
     /// A lease takes this many times the ask that took it (default 32): about this many
-    /// requests are served before the shared counter is asked again.
+    /// requests are served before the shared counter is asked again. On a bucket whose
+    /// leases run low within half their time (many requests in flight at once), leases
+    /// grow, doubling up to 16 times this; one that expires more than half unused halves
+    /// it again. Never more than `1/share` of the room either way.
     pub requests: u64,
     /// How long a lease is drawn on before what is left goes back (default 50 ms).
     pub ttl: Duration,
@@ -157,10 +160,26 @@ impl LeasingCounter {
                 .lease
                 .as_ref()
                 .is_some_and(|l| l.usable(ask, now, now_ms));
-            let low = slot.lease.as_ref().is_some_and(|l| {
-                l.unused().saturating_sub(ask.amount) < l.part.amount / 4
-                    || l.expires.saturating_sub(now) < ttl / 4
-            });
+            let drawn_low = slot
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.unused().saturating_sub(ask.amount) < l.part.amount / 4);
+            let low = drawn_low
+                || slot
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| l.expires.saturating_sub(now) < ttl / 4);
+            if drawn_low
+                && !slot.renewing
+                && slot
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| l.expires.saturating_sub(now) > ttl / 2)
+            {
+                // Run low within half its time: requests in flight hold much of it at
+                // once. The next lease on this bucket is larger.
+                slot.scale = (slot.scale.max(1) * 2).min(state::MAX_SCALE);
+            }
             let extra = if usable && !(refresh && low) {
                 0
             } else {

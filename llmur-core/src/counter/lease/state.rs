@@ -56,7 +56,14 @@ pub(super) struct Slot {
     pub(super) held: Vec<(Part, u64)>,
     /// Held corrections being sent now.
     pub(super) sending: Vec<(Part, u64)>,
+    /// How many times `requests` asks the next lease takes (at least 1, at most
+    /// [`MAX_SCALE`]): doubled when a lease runs low within half its time (many requests
+    /// in flight draw on it at once), halved when one expires more than half unused.
+    pub(super) scale: u64,
 }
+
+/// The most a lease grows beyond `requests` asks by [`Slot::scale`].
+pub(super) const MAX_SCALE: u64 = 16;
 
 impl Slot {
     /// Records the counter's answer on this bucket and makes `part` (as reserved) its
@@ -215,6 +222,14 @@ impl Shared {
                     .as_ref()
                     .is_some_and(|l| now >= l.expires || now_ms >= l.part.resets_at)
                 {
+                    if slot
+                        .lease
+                        .as_ref()
+                        .is_some_and(|l| l.unused() > l.part.amount / 2)
+                    {
+                        // Drawn on too slowly for its size: the next one is smaller.
+                        slot.scale = (slot.scale / 2).max(1);
+                    }
                     out.extend(slot.lease.take().map(|l| l.leaving(slot)));
                 }
                 slot.lease.is_some()
@@ -294,6 +309,7 @@ impl Shared {
         let unit = ask.amount.max(1);
         let extra = unit
             .saturating_mul(self.options.requests)
+            .saturating_mul(slot.scale.clamp(1, MAX_SCALE))
             .min(slot.seen_remaining.saturating_sub(ask.amount) / self.options.share);
         if extra < unit.saturating_mul(2) {
             0
