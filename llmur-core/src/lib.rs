@@ -20,9 +20,11 @@
 //!    malformed JSON or a missing `model`).
 //! 6. **resolve** — `model` names a deployment the key may use (404 `model_not_found`).
 //! 7. **forward** — the deployment's connections in round-robin order; the provider codec
-//!    addresses and authenticates; the next connection is tried only when one could not
-//!    be reached (502 when none could, 504 on timeout). Upstream error bodies pass through
-//!    with their status.
+//!    addresses and authenticates; the call goes out on hyper's pooled client over rustls
+//!    (HTTP/2 by ALPN; reqwest when the environment names a proxy or the embedder gives a
+//!    client, [`ProxyBuilder::http_client`]); the next connection is tried only when one
+//!    could not be reached (502 when none could, 504 on timeout). Upstream error bodies
+//!    pass through with their status.
 //! 8. **relay** — a complete answer gets its `model` set to the deployment name; a stream is
 //!    relayed event by event by a body wrapper that reads usage, drops the usage chunk the
 //!    client did not ask for, and emits the attempt's [`RequestLog`] at end of stream or
