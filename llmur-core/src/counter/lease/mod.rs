@@ -80,6 +80,7 @@ impl LeasingCounter {
                 sweeping: AtomicBool::new(false),
                 caller_ms: AtomicI64::new(0),
                 arrived: tokio::sync::Notify::new(),
+                quiet: tokio::sync::Notify::new(),
                 local: AtomicU64::new(0),
             }),
         }
@@ -268,12 +269,17 @@ impl LeasingCounter {
                 }
             }
             shared.arrived.notify_waiters();
+            shared.quiet.notify_waiters();
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             clear(&shared, &asks);
             return;
         };
         runtime.spawn(async move {
+            // Not while a call whose answer is read here is in flight on these buckets:
+            // the lease could land in Redis before that answer and not be known here yet.
+            let buckets: Vec<Bucket> = asks.iter().map(|a| a.bucket).collect();
+            shared.until_no_calls(&buckets).await;
             let answer = shared.inner.reserve(&asks, now_ms).await;
             let Ok(Decision::Admitted(reservation)) = answer else {
                 clear(&shared, &asks);
@@ -297,8 +303,26 @@ impl LeasingCounter {
                 }
             }
             shared.arrived.notify_waiters();
+            shared.quiet.notify_waiters();
             shared.give_back(replaced).await;
         });
+    }
+
+    /// The shared counter's answer to `asks` as usage (see [`Shared::adjusted`]), read
+    /// while no background change of this process is on its way on them.
+    async fn call(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
+        let buckets: Vec<Bucket> = asks.iter().map(|a| a.bucket).collect();
+        self.shared.begin_call(&buckets, self.call_deadline()).await;
+        let answer = self.shared.inner.reserve(asks, now_ms).await;
+        let decision = answer.map(|a| self.shared.adjusted(a));
+        self.shared.end_call(&buckets);
+        decision
+    }
+
+    /// How long a call waits for background changes on its buckets to land: a lease's
+    /// time and the grace, then it goes regardless.
+    fn call_deadline(&self) -> Instant {
+        Instant::now() + self.shared.options.ttl + self.shared.options.grace
     }
 
     fn clear_asking(&self, asks: &[Ask], plan: &Plan) {
@@ -370,7 +394,7 @@ impl LeasingCounter {
                     !slots.get(&refusal.bucket).is_some_and(Slot::busy)
                 })
                 .await;
-            decision = shared.adjusted(shared.inner.reserve(asks, now_ms).await?);
+            decision = self.call(asks, now_ms).await?;
             if wait && matches!(decision, Decision::Admitted(_)) {
                 // Room came back: leases may be taken on it again.
                 if let Some(slot) = shared.lock().get_mut(&refusal.bucket) {
@@ -380,6 +404,22 @@ impl LeasingCounter {
         }
         Ok(decision)
     }
+}
+
+/// `reservation`'s parts settled above their amount (adds), and the rest (refunds).
+type Settles = Option<(Reservation, Vec<u64>)>;
+fn split_adds(reservation: Reservation, actual: Vec<u64>) -> (Settles, Settles) {
+    let mut adds: Settles = None;
+    let mut refunds: Settles = None;
+    for (part, real) in reservation.parts.iter().zip(actual) {
+        let to = if real > part.amount {
+            &mut adds
+        } else {
+            &mut refunds
+        };
+        state::push_rest(to, reservation.fallback, part, real);
+    }
+    (adds, refunds)
 }
 
 /// The longest a request waits for a lease on its way before calling the counter itself.
@@ -433,7 +473,12 @@ impl UsageCounter for LeasingCounter {
             })
             .collect();
         let leased = plan.missing.iter().any(|&(_, extra)| extra > 0);
+        let buckets: Vec<Bucket> = inner_asks.iter().map(|a| a.bucket).collect();
+        self.shared.begin_call(&buckets, self.call_deadline()).await;
         let answer = self.shared.inner.reserve(&inner_asks, now_ms).await;
+        if !matches!(&answer, Ok(Decision::Admitted(r)) if !r.fallback) {
+            self.shared.end_call(&buckets);
+        }
         let answer = match answer {
             Ok(Decision::Admitted(reservation)) if !reservation.fallback => reservation,
             Ok(Decision::Admitted(reservation)) if plan.draws.is_empty() && !leased => {
@@ -459,8 +504,7 @@ impl UsageCounter for LeasingCounter {
                     Err(_) => false,
                 };
                 let decision = if retry_plain {
-                    let answer = self.shared.inner.reserve(asks, now_ms).await?;
-                    self.shared.adjusted(answer)
+                    self.call(asks, now_ms).await?
                 } else {
                     other?
                 };
@@ -468,6 +512,8 @@ impl UsageCounter for LeasingCounter {
             }
         };
         let replaced = self.install(asks, &mut plan, &answer);
+        // Installed: background changes on these buckets may go now.
+        self.shared.end_call(&buckets);
         if leased {
             self.shared.arrived.notify_waiters();
         }
@@ -500,7 +546,15 @@ impl UsageCounter for LeasingCounter {
 
     fn settle_now(&self, reservation: &Reservation, actual: &[u64]) -> bool {
         if let (Some((rest, actual)), _) = self.shared.correct_locally(reservation, actual) {
-            spawn_settle(self.shared.inner.clone(), rest, actual);
+            // Adds reach the counter at once, or it could admit past a limit meanwhile;
+            // refunds may wait for calls in flight (see `Shared::begin_call`).
+            let (adds, refunds) = split_adds(rest, actual);
+            if let Some((adds, actual)) = adds {
+                spawn_settle(self.shared.inner.clone(), adds, actual);
+            }
+            if let Some((refunds, actual)) = refunds {
+                self.shared.settle_in_background(refunds, actual);
+            }
         }
         true
     }
@@ -508,19 +562,19 @@ impl UsageCounter for LeasingCounter {
     async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
         // A return that has landed but is still listed would be taken off twice: read
         // once none is on its way (at most a second; this is not the hot path).
+        let buckets = [bucket];
         self.shared
-            .poll_until(Instant::now() + Duration::from_secs(1), |slots| {
-                !slots.get(&bucket).is_some_and(Slot::busy)
-            })
+            .begin_call(&buckets, Instant::now() + Duration::from_secs(1))
             .await;
-        let used = self.shared.inner.usage(bucket, now_ms).await?;
+        let used = self.shared.inner.usage(bucket, now_ms).await;
         let start = bucket.window.start(now_ms);
         let not_usage = self
             .shared
             .lock()
             .get(&bucket)
             .map_or(0, |s| s.not_usage(start));
-        Ok(used.saturating_sub(not_usage))
+        self.shared.end_call(&buckets);
+        Ok(used?.saturating_sub(not_usage))
     }
 
     async fn reserve_tagged(

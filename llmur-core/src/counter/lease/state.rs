@@ -26,6 +26,9 @@ pub(super) struct Shared {
     pub(super) sweeping: AtomicBool,
     /// Woken when a lease arrives (or a request for one ends without it).
     pub(super) arrived: tokio::sync::Notify,
+    /// Woken when a call on the shared counter or a background change ends (see
+    /// [`Shared::begin_call`]).
+    pub(super) quiet: tokio::sync::Notify,
     /// Reserves admitted in process, from leases alone.
     pub(super) local: AtomicU64,
     /// The caller's clock (Unix ms) at the last reserve: windows end by it.
@@ -56,6 +59,12 @@ pub(super) struct Slot {
     pub(super) held: Vec<(Part, u64)>,
     /// Held corrections being sent now.
     pub(super) sending: Vec<(Part, u64)>,
+    /// Calls on the shared counter in flight whose answers are read here (reserves,
+    /// usage): background changes on this bucket wait for them (see
+    /// [`Shared::begin_call`]).
+    pub(super) calls: u32,
+    /// Settles sent in the background, in flight.
+    pub(super) settling: u32,
     /// How many times `requests` asks the next lease takes (at least 1, at most
     /// [`MAX_SCALE`]): doubled when a lease runs low within half its time (many requests
     /// in flight draw on it at once), halved when one expires more than half unused.
@@ -98,6 +107,13 @@ impl Slot {
     /// Whether returns or corrections on this bucket are on their way to the counter.
     pub(super) fn busy(&self) -> bool {
         !self.returning.is_empty() || !self.held.is_empty() || !self.sending.is_empty()
+    }
+
+    /// Whether a change this process makes in the background (a lease renewed or given
+    /// back, a correction, a settle) is on its way to the counter: until it lands, an
+    /// answer of the counter may or may not include it.
+    pub(super) fn changing(&self) -> bool {
+        self.busy() || self.renewing || self.settling > 0
     }
 
     /// What the counter still counts in the window starting at `start` that is not
@@ -234,8 +250,8 @@ impl Shared {
                 }
                 slot.lease.is_some()
                     || slot.asking
-                    || slot.renewing
-                    || slot.busy()
+                    || slot.changing()
+                    || slot.calls > 0
                     || slot.seen_resets_at > now_ms
             });
             out
@@ -255,6 +271,7 @@ impl Shared {
             parts: leases.iter().map(|l| l.part).collect(),
             fallback: false,
         };
+        self.until_no_calls(&buckets_of(&reservation.parts)).await;
         if let Err(e) = self.inner.settle(&reservation, &actual).await {
             tracing::warn!(error = %e, "giving a lease back failed; its room stays counted");
         }
@@ -280,20 +297,134 @@ impl Shared {
                 }
             }
         }
+        self.quiet.notify_waiters();
         if held.parts.is_empty() {
             return;
         }
+        self.until_no_calls(&buckets_of(&held.parts)).await;
         if let Err(e) = self.inner.settle(&held, &held_actual).await {
             tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
         }
-        let mut slots = self.lock();
-        for (part, real) in held.parts.iter().zip(held_actual) {
-            if let Some(slot) = slots.get_mut(&part.bucket) {
-                if let Some(i) = slot.sending.iter().position(|h| *h == (*part, real)) {
-                    slot.sending.swap_remove(i);
+        {
+            let mut slots = self.lock();
+            for (part, real) in held.parts.iter().zip(held_actual) {
+                if let Some(slot) = slots.get_mut(&part.bucket) {
+                    if let Some(i) = slot.sending.iter().position(|h| *h == (*part, real)) {
+                        slot.sending.swap_remove(i);
+                    }
                 }
             }
         }
+        self.quiet.notify_waiters();
+    }
+
+    /// Waits (at most `until`) until no background change is on its way on any of
+    /// `buckets`, then counts a call in flight on each: the counter's answer to it then
+    /// includes exactly the changes this process knows have landed. End it with
+    /// [`end_call`](Self::end_call). Background changes wait for calls in flight before
+    /// they are sent ([`until_no_calls`](Self::until_no_calls)), so none lands during one.
+    pub(super) async fn begin_call(&self, buckets: &[Bucket], until: Instant) {
+        self.wait_then(
+            until,
+            |slots| {
+                !buckets
+                    .iter()
+                    .any(|b| slots.get(b).is_some_and(Slot::changing))
+            },
+            |slots| {
+                for b in buckets {
+                    slots.entry(*b).or_default().calls += 1;
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Ends calls begun with [`begin_call`](Self::begin_call).
+    pub(super) fn end_call(&self, buckets: &[Bucket]) {
+        {
+            let mut slots = self.lock();
+            for b in buckets {
+                if let Some(slot) = slots.get_mut(b) {
+                    slot.calls = slot.calls.saturating_sub(1);
+                }
+            }
+        }
+        self.quiet.notify_waiters();
+    }
+
+    /// Waits (at most a second) until no call is in flight on `buckets`: for a
+    /// background change about to be sent.
+    pub(super) async fn until_no_calls(&self, buckets: &[Bucket]) {
+        self.wait_then(
+            Instant::now() + Duration::from_secs(1),
+            |slots| {
+                !buckets
+                    .iter()
+                    .any(|b| slots.get(b).is_some_and(|s| s.calls > 0))
+            },
+            |_| {},
+        )
+        .await;
+    }
+
+    /// Waits until `ready` holds of the slots (woken by [`Shared::quiet`]) or `until`
+    /// passes, then applies `mark` under the same lock.
+    async fn wait_then(
+        &self,
+        until: Instant,
+        ready: impl Fn(&FxHashMap<Bucket, Slot>) -> bool,
+        mark: impl Fn(&mut FxHashMap<Bucket, Slot>),
+    ) {
+        loop {
+            let quiet = self.quiet.notified();
+            tokio::pin!(quiet);
+            quiet.as_mut().enable();
+            {
+                let mut slots = self.lock();
+                if ready(&slots) || Instant::now() >= until {
+                    mark(&mut slots);
+                    return;
+                }
+            }
+            // Woken by a change ending, or at the deadline (then marked regardless).
+            let _ = tokio::time::timeout_at(until, quiet).await;
+        }
+    }
+
+    /// Settles `reservation` on the shared counter in a task of its own, counted on its
+    /// buckets as a background change until it has landed.
+    pub(super) fn settle_in_background(
+        self: &Arc<Self>,
+        reservation: Reservation,
+        actual: Vec<u64>,
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            spawn_settle(self.inner.clone(), reservation, actual);
+            return;
+        };
+        {
+            let mut slots = self.lock();
+            for part in &reservation.parts {
+                slots.entry(part.bucket).or_default().settling += 1;
+            }
+        }
+        let shared = self.clone();
+        runtime.spawn(async move {
+            shared.until_no_calls(&buckets_of(&reservation.parts)).await;
+            if let Err(e) = shared.inner.settle(&reservation, &actual).await {
+                tracing::warn!(error = %e, "usage settle failed; the reserved amounts stay counted");
+            }
+            {
+                let mut slots = shared.lock();
+                for part in &reservation.parts {
+                    if let Some(slot) = slots.get_mut(&part.bucket) {
+                        slot.settling = slot.settling.saturating_sub(1);
+                    }
+                }
+            }
+            shared.quiet.notify_waiters();
+        });
     }
 
     /// How much more than `ask` to reserve as a lease on its bucket, by the room last
@@ -426,7 +557,7 @@ impl Shared {
     }
 
     /// Hands back draws of a reserve that was refused or failed.
-    pub(super) fn undraw(&self, draws: Draws) {
+    pub(super) fn undraw(self: &Arc<Self>, draws: Draws) {
         if draws.is_empty() {
             return;
         }
@@ -436,9 +567,14 @@ impl Shared {
             fallback: false,
         };
         if let (Some((rest, actual)), _) = self.correct_locally(&reservation, &zeros) {
-            spawn_settle(self.inner.clone(), rest, actual);
+            self.settle_in_background(rest, actual);
         }
     }
+}
+
+/// The buckets of `parts`, in order.
+pub(super) fn buckets_of(parts: &[Part]) -> Vec<Bucket> {
+    parts.iter().map(|p| p.bucket).collect()
 }
 
 pub(super) fn push_rest(
