@@ -100,7 +100,7 @@ impl LeasingCounter {
         // Returns of replaced leases run in tasks of their own: wait for them too.
         self.shared
             .poll_until(Instant::now() + Duration::from_secs(1), |slots| {
-                !slots.values().any(Slot::busy)
+                !slots.values().any(Slot::changing)
             })
             .await;
     }
@@ -375,7 +375,7 @@ impl LeasingCounter {
                     );
                 }
                 let own = slot.lease.take().map(|l| l.leaving(slot));
-                (own, wait, slot.busy())
+                (own, wait, slot.changing())
             };
             if own.is_none() && !wait && !busy {
                 return Ok(decision);
@@ -391,7 +391,7 @@ impl LeasingCounter {
             // Returns and corrections still on their way (other tasks send them).
             shared
                 .poll_until(deadline, |slots| {
-                    !slots.get(&refusal.bucket).is_some_and(Slot::busy)
+                    !slots.get(&refusal.bucket).is_some_and(Slot::changing)
                 })
                 .await;
             decision = self.call(asks, now_ms).await?;

@@ -353,11 +353,12 @@ impl Shared {
         self.quiet.notify_waiters();
     }
 
-    /// Waits (at most a second) until no call is in flight on `buckets`: for a
-    /// background change about to be sent.
+    /// Waits until no call is in flight on `buckets`: for a background change about to
+    /// be sent. At most half a lease's time: a return held back longer would keep room
+    /// from other requests and instances (a refusal is confirmed within `ttl` + `grace`).
     pub(super) async fn until_no_calls(&self, buckets: &[Bucket]) {
         self.wait_then(
-            Instant::now() + Duration::from_secs(1),
+            Instant::now() + self.options.ttl / 2,
             |slots| {
                 !buckets
                     .iter()
