@@ -9,7 +9,11 @@
 //! sum of everything admitted, leased or not, stays within it on every instance together.
 //! What a lease can do is hold room another instance could have used; so a refusal on a
 //! bucket that leases can reach is confirmed once per window, after `ttl` plus a grace
-//! (when every lease taken before it has gone back), before it is given.
+//! (when every lease taken before it has gone back), before it is given. Leases grow on
+//! busy buckets and shrink on idle ones ([`LeaseOptions::requests`]). The usage figures
+//! read from the counter are exact: calls whose answers are read and this process's
+//! background changes (renewals, returns, refunds) wait for each other on a bucket, so no
+//! answer includes a change not yet known here (`Shared::begin_call`).
 //! Must not touch: HTTP, the catalog, the shared counter's own storage.
 
 mod state;
