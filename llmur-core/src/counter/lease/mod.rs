@@ -161,26 +161,14 @@ impl LeasingCounter {
         let ttl = millis(shared.options.ttl);
         for (i, ask) in asks.iter().enumerate() {
             let slot = slots.entry(ask.bucket).or_default();
-            let usable = slot
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.usable(ask, now, now_ms));
-            let drawn_low = slot
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.unused().saturating_sub(ask.amount) < l.part.amount / 4);
-            let low = drawn_low
-                || slot
-                    .lease
-                    .as_ref()
-                    .is_some_and(|l| l.expires.saturating_sub(now) < ttl / 4);
-            if drawn_low
-                && !slot.renewing
-                && slot
-                    .lease
-                    .as_ref()
-                    .is_some_and(|l| l.expires.saturating_sub(now) > ttl / 2)
-            {
+            let lease = slot.lease.as_ref();
+            let usable = lease.is_some_and(|l| l.usable(ask, now, now_ms));
+            let drawn_low =
+                lease.is_some_and(|l| l.unused().saturating_sub(ask.amount) < l.part.amount / 4);
+            // What is left of the lease's time.
+            let left = lease.map(|l| l.expires.saturating_sub(now));
+            let low = drawn_low || left.is_some_and(|t| t < ttl / 4);
+            if drawn_low && !slot.renewing && left.is_some_and(|t| t > ttl / 2) {
                 // Run low within half its time: requests in flight hold much of it at
                 // once. The next lease on this bucket is larger.
                 slot.scale = (slot.scale.max(1) * 2).min(state::MAX_SCALE);

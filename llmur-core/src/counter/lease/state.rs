@@ -233,20 +233,16 @@ impl Shared {
             let mut slots = self.lock();
             let mut out = Vec::new();
             slots.retain(|_, slot| {
-                if slot
+                let ended = slot
                     .lease
                     .as_ref()
-                    .is_some_and(|l| now >= l.expires || now_ms >= l.part.resets_at)
-                {
-                    if slot
-                        .lease
-                        .as_ref()
-                        .is_some_and(|l| l.unused() > l.part.amount / 2)
-                    {
+                    .is_some_and(|l| now >= l.expires || now_ms >= l.part.resets_at);
+                if let Some(lease) = slot.lease.take_if(|_| ended) {
+                    if lease.unused() > lease.part.amount / 2 {
                         // Drawn on too slowly for its size: the next one is smaller.
                         slot.scale = (slot.scale / 2).max(1);
                     }
-                    out.extend(slot.lease.take().map(|l| l.leaving(slot)));
+                    out.push(lease.leaving(slot));
                 }
                 slot.lease.is_some()
                     || slot.asking
@@ -545,16 +541,14 @@ impl Shared {
         .await;
     }
 
-    /// Waits until `done` holds of the slots (looked at every millisecond) or `deadline`
-    /// passes: for returns and corrections other tasks are sending.
+    /// Waits until `done` holds of the slots or `deadline` passes: for returns and
+    /// corrections other tasks are sending (each wakes [`Shared::quiet`] when it lands).
     pub(super) async fn poll_until(
         &self,
         deadline: Instant,
         done: impl Fn(&FxHashMap<Bucket, Slot>) -> bool,
     ) {
-        while Instant::now() < deadline && !done(&self.lock()) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        self.wait_then(deadline, done, |_| {}).await;
     }
 
     /// Hands back draws of a reserve that was refused or failed.
