@@ -322,11 +322,21 @@ async fn three_instances_forwarding_early_admit_exactly_the_request_limit() {
     admit_exactly_the_request_limit("early_forwarding_headroom: 0.25, ").await;
 }
 
-/// Leases take room ahead from Redis and admit from it in process: the same exact count
-/// across three instances, the refusals confirmed, and every unused lease back in Redis
-/// once they expire.
+/// Leases (on by default) take room ahead from Redis and admit from it in process: the
+/// same exact count across three instances, the refusals confirmed, and every unused lease
+/// back in Redis once they expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_instances_with_leases_admit_exactly_the_request_limit() {
+async fn three_instances_with_leases_admit_exactly_a_large_request_limit() {
+    admit_exactly_a_large_request_limit("", true).await;
+}
+
+/// The same with leases turned off: a Redis reservation per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_without_leases_admit_exactly_a_large_request_limit() {
+    admit_exactly_a_large_request_limit("lease_requests: 0, ", false).await;
+}
+
+async fn admit_exactly_a_large_request_limit(rate_limits: &str, leases: bool) {
     // Large enough to lease (a lease takes at most 1/64 of the room left).
     const LIMIT: usize = 1_000;
     const TOTAL: usize = 1_300;
@@ -335,7 +345,7 @@ async fn three_instances_with_leases_admit_exactly_the_request_limit() {
         Script::new()
             .usage(3, 2)
             .latency(Latency::Fixed(Duration::from_millis(5))),
-        "lease_requests: 32, lease_ms: 50, ",
+        rate_limits,
     )
     .await;
     let body = json!({"model": cluster.model, "messages": [{"role": "user", "content": "hi"}]});
@@ -346,18 +356,24 @@ async fn three_instances_with_leases_admit_exactly_the_request_limit() {
     assert_eq!(refused.len(), TOTAL - LIMIT);
     assert_eq!(cluster.mock.request_count(), LIMIT);
     let redis_key = check_refusals(&refused, "requests");
-    let local: u64 = cluster
-        .health()
-        .await
-        .iter()
-        .map(|h| {
-            h["leases"]["admitted_locally"]
-                .as_u64()
-                .expect("lease counts")
-        })
-        .sum();
-    eprintln!("{local} of {LIMIT} admitted from leases, without a Redis call");
-    assert!(local > LIMIT as u64 / 2, "leases admitted only {local}");
+    let health = cluster.health().await;
+    if leases {
+        let local: u64 = health
+            .iter()
+            .map(|h| {
+                h["leases"]["admitted_locally"]
+                    .as_u64()
+                    .expect("lease counts")
+            })
+            .sum();
+        eprintln!("{local} of {LIMIT} admitted from leases, without a Redis call");
+        assert!(local > LIMIT as u64 / 2, "leases admitted only {local}");
+    } else {
+        assert!(
+            health.iter().all(|h| h.get("leases").is_none()),
+            "{health:?}"
+        );
+    }
     // The last leases go back within lease_ms and a sweep.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

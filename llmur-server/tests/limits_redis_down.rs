@@ -36,6 +36,8 @@ const SMALL_KEYS: [&str; 3] = [
 ];
 /// No limits at all.
 const FREE_KEY: &str = "sk-llmur-redis-down-free-0001";
+/// Longer than the default `rate_limits.lease_ms` (50 ms), with a margin.
+const LEASE_ENDS: Duration = Duration::from_millis(120);
 const SMALL_LIMIT: usize = 20;
 const DAY_MS: i64 = 86_400_000;
 /// The most any request may take while Redis is hung or gone (timeout 50 ms + margin).
@@ -525,6 +527,9 @@ async fn fail_closed_refuses_limited_requests_quickly_and_serves_unlimited_ones(
         } else {
             redis.kill();
         }
+        // A lease this instance already holds is room Redis counts: requests inside it
+        // may still be admitted until it ends (`lease_ms`, 50 ms by default), never after.
+        tokio::time::sleep(LEASE_ENDS).await;
         let forwarded_before = s.mock.request_count();
         for i in 0..10 {
             let started = Instant::now();
