@@ -1,9 +1,9 @@
 //! `llmur-floor`: the benchmark's *floor* — the cheapest proxy one extra hop can be.
 //!
 //! A bare hyper 1 / hyper-util server (HTTP/1.1 and h2c, like llmur's listener) that hands
-//! every request to the same kind of HTTP client llmur uses (reqwest with rustls,
-//! `TCP_NODELAY`, a keep-alive pool) and the same allocator (mimalloc) and streams the
-//! answer back. No authentication, no parsing, no limits, no logging: the request body and
+//! every request to the same kind of HTTP client llmur uses (hyper-util's pooled client,
+//! `TCP_NODELAY`, the same pool settings; without TLS, as the mock speaks plain HTTP) and
+//! the same allocator (mimalloc) and streams the answer back. No authentication, no parsing, no limits, no logging: the request body and
 //! the response body are streamed through untouched, only hop-by-hop headers are dropped.
 //!
 //! Owns: its listener and its client. Must not touch: anything of llmur — it is the yardstick
@@ -20,7 +20,9 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
@@ -40,7 +42,7 @@ struct Args {
     upstream: String,
 }
 
-type FloorBody = Either<reqwest::Body, Full<Bytes>>;
+type FloorBody = Either<Incoming, Full<Bytes>>;
 
 /// Headers that belong to one hop and are never forwarded.
 const HOP_BY_HOP: [header::HeaderName; 6] = [
@@ -62,7 +64,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 #[derive(Debug)]
 struct Floor {
-    client: reqwest::Client,
+    client: Client<HttpConnector, Incoming>,
     upstream: String,
 }
 
@@ -70,22 +72,27 @@ impl Floor {
     async fn forward(&self, req: Request<Incoming>) -> Response<FloorBody> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let url = format!("{}{path}", self.upstream);
+        let uri = format!("{}{path}", self.upstream);
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
         headers.remove(header::HOST);
-        let sent = self
-            .client
-            .request(parts.method, url)
-            .headers(headers)
-            .body(reqwest::Body::wrap(body))
-            .send()
-            .await;
+        let mut upstream = Request::new(body);
+        *upstream.method_mut() = parts.method;
+        *upstream.headers_mut() = headers;
+        let sent = match uri.parse() {
+            Ok(uri) => {
+                *upstream.uri_mut() = uri;
+                self.client
+                    .request(upstream)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!("{e}")),
+        };
         match sent {
-            Ok(answer) => {
-                let mut response: Response<reqwest::Body> = answer.into();
-                strip_hop_by_hop(response.headers_mut());
-                response.map(Either::Left)
+            Ok(mut answer) => {
+                strip_hop_by_hop(answer.headers_mut());
+                answer.map(Either::Left)
             }
             Err(e) => {
                 let mut response = Response::new(Either::Right(Full::new(Bytes::from(format!(
@@ -101,13 +108,15 @@ impl Floor {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    http.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(http);
     let floor = Arc::new(Floor {
         client,
         upstream: args.upstream.trim_end_matches('/').to_owned(),
