@@ -43,11 +43,10 @@ pub enum Arm {
     #[value(name = "llmur-redis")]
     #[serde(rename = "llmur-redis")]
     Redis,
-    /// llmur full without leases (`lease_requests: 0`): a Redis reservation per request;
-    /// not in the default arms.
-    #[value(name = "llmur-nolease")]
-    #[serde(rename = "llmur-nolease")]
-    NoLease,
+    /// llmur full with leases on Redis (`lease_requests: 32`); not in the default arms.
+    #[value(name = "llmur-lease")]
+    #[serde(rename = "llmur-lease")]
+    Lease,
 }
 
 impl Arm {
@@ -70,7 +69,7 @@ impl fmt::Display for Arm {
             Arm::Early => "llmur-early",
             Arm::Pg => "llmur-pg",
             Arm::Redis => "llmur-redis",
-            Arm::NoLease => "llmur-nolease",
+            Arm::Lease => "llmur-lease",
         })
     }
 }

@@ -527,8 +527,9 @@ async fn fail_closed_refuses_limited_requests_quickly_and_serves_unlimited_ones(
         } else {
             redis.kill();
         }
-        // A lease this instance already holds is room Redis counts: requests inside it
-        // may still be admitted until it ends (`lease_ms`, 50 ms by default), never after.
+        // With leases on (not here: off by default), a lease this instance already holds is
+        // room Redis counts, and requests inside it may be admitted until it ends
+        // (`lease_ms`, 50 ms by default). The wait keeps this test true either way.
         tokio::time::sleep(LEASE_ENDS).await;
         let forwarded_before = s.mock.request_count();
         for i in 0..10 {
