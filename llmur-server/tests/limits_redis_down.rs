@@ -36,8 +36,6 @@ const SMALL_KEYS: [&str; 3] = [
 ];
 /// No limits at all.
 const FREE_KEY: &str = "sk-llmur-redis-down-free-0001";
-/// Longer than the default `rate_limits.lease_ms` (50 ms), with a margin.
-const LEASE_ENDS: Duration = Duration::from_millis(120);
 const SMALL_LIMIT: usize = 20;
 const DAY_MS: i64 = 86_400_000;
 /// The most any request may take while Redis is hung or gone (timeout 50 ms + margin).
@@ -228,13 +226,18 @@ virtual_keys:
             .expect("health JSON")
     }
 
-    /// Polls `/health` until `done` holds (returns how long it took) or `within` passes.
-    async fn wait_health(&self, within: Duration, done: impl Fn(&Value) -> bool) -> Duration {
+    /// Polls `/health` until `done` holds (returns how long it took and the answer that
+    /// satisfied it) or `within` passes.
+    async fn wait_health(
+        &self,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> (Duration, Value) {
         let started = Instant::now();
         loop {
             let health = self.health().await;
             if done(&health) {
-                return started.elapsed();
+                return (started.elapsed(), health);
             }
             assert!(
                 started.elapsed() < within,
@@ -354,7 +357,7 @@ async fn fail_open_keeps_serving_through_a_hung_and_a_dead_redis_and_recovers() 
     let freeze_at = load.now();
     redis.freeze();
     let hung = Instant::now();
-    let noticed_hang = s.wait_health(Duration::from_secs(1), is_degraded).await;
+    let (noticed_hang, _) = s.wait_health(Duration::from_secs(1), is_degraded).await;
     let remaining = Duration::from_millis(1_500).saturating_sub(hung.elapsed());
     tokio::time::sleep(remaining).await;
     let health = s.health().await;
@@ -365,12 +368,12 @@ async fn fail_open_keeps_serving_through_a_hung_and_a_dead_redis_and_recovers() 
     );
     let thaw_at = load.now();
     redis.thaw();
-    let recovered_from_hang = s.wait_health(Duration::from_secs(3), is_ok).await;
+    let (recovered_from_hang, _) = s.wait_health(Duration::from_secs(3), is_ok).await;
 
     // (b) Dead: killed (connections drop, new ones are refused) for 1 s.
     let kill_at = load.now();
     redis.kill();
-    let noticed_death = s.wait_health(Duration::from_secs(1), is_degraded).await;
+    let (noticed_death, _) = s.wait_health(Duration::from_secs(1), is_degraded).await;
     tokio::time::sleep(Duration::from_secs(1).saturating_sub(noticed_death)).await;
     let health = s.health().await;
     assert!(is_degraded(&health), "still degraded while dead: {health}");
@@ -382,7 +385,7 @@ async fn fail_open_keeps_serving_through_a_hung_and_a_dead_redis_and_recovers() 
     // Back on the same port: recovery needs nothing but time.
     let restart_at = load.now();
     redis.restart();
-    let recovered = s.wait_health(Duration::from_secs(3), is_ok).await;
+    let (recovered, _) = s.wait_health(Duration::from_secs(3), is_ok).await;
     let back_at = load.now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let samples = load.finish().await;
@@ -429,19 +432,9 @@ async fn fail_open_keeps_serving_through_a_hung_and_a_dead_redis_and_recovers() 
         // Not paused: a failure just before (a background call timing out) pauses the
         // shared counter for `redis_retry_ms`, and a burst sent in the pause would be
         // counted partly locally, as fail-open does by design. `/health` says degraded
-        // for as long as the pause lasts.
-        let healthy = Instant::now();
-        let failures_before = loop {
-            let health = s.health().await;
-            if is_ok(&health) {
-                break health["counter"]["failures"].clone();
-            }
-            assert!(
-                healthy.elapsed() < Duration::from_secs(3),
-                "still degraded: {health}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        // for as long as the pause lasts; the failures are read from that same answer.
+        let (_, healthy) = s.wait_health(Duration::from_secs(3), is_ok).await;
+        let failures_before = healthy["counter"]["failures"].clone();
         let burst = Burst::send(&s, key, 50).await;
         forwarded += burst.admitted().len();
         let health = s.health().await;
@@ -542,10 +535,6 @@ async fn fail_closed_refuses_limited_requests_quickly_and_serves_unlimited_ones(
         } else {
             redis.kill();
         }
-        // With leases on (not here: off by default), a lease this instance already holds is
-        // room Redis counts, and requests inside it may be admitted until it ends
-        // (`lease_ms`, 50 ms by default). The wait keeps this test true either way.
-        tokio::time::sleep(LEASE_ENDS).await;
         let forwarded_before = s.mock.request_count();
         for i in 0..10 {
             let started = Instant::now();

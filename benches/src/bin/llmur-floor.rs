@@ -3,8 +3,9 @@
 //! A bare hyper 1 / hyper-util server (HTTP/1.1 and h2c, like llmur's listener) that hands
 //! every request to the same kind of HTTP client llmur uses (hyper-util's pooled client,
 //! `TCP_NODELAY`, the same pool settings; without TLS, as the mock speaks plain HTTP) and
-//! the same allocator (mimalloc) and streams the answer back. No authentication, no parsing, no limits, no logging: the request body and
-//! the response body are streamed through untouched, only hop-by-hop headers are dropped.
+//! the same allocator (mimalloc) and streams the answer back. No authentication, no
+//! parsing, no limits, no logging: the request body and the response body are streamed
+//! through untouched, only hop-by-hop headers are dropped.
 //!
 //! Owns: its listener and its client. Must not touch: anything of llmur — it is the yardstick
 //! llmur's added latency is compared with, so it must stay minimal.
@@ -87,7 +88,7 @@ impl Floor {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Err(e) => Err(format!("{e}")),
+            Err(e) => Err(e.to_string()),
         };
         match sent {
             Ok(mut answer) => {

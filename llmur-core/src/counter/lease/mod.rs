@@ -270,7 +270,7 @@ impl LeasingCounter {
         runtime.spawn(async move {
             // Not while a call whose answer is read here is in flight on these buckets:
             // the lease could land in Redis before that answer and not be known here yet.
-            let buckets: Vec<Bucket> = asks.iter().map(|a| a.bucket).collect();
+            let buckets = buckets_of_asks(&asks);
             shared.until_no_calls(&buckets).await;
             let answer = shared.inner.reserve(&asks, now_ms).await;
             let Ok(Decision::Admitted(reservation)) = answer else {
@@ -303,7 +303,7 @@ impl LeasingCounter {
     /// The shared counter's answer to `asks` as usage (see [`Shared::adjusted`]), read
     /// while no background change of this process is on its way on them.
     async fn call(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
-        let buckets: Vec<Bucket> = asks.iter().map(|a| a.bucket).collect();
+        let buckets = buckets_of_asks(asks);
         self.shared.begin_call(&buckets, self.call_deadline()).await;
         let answer = self.shared.inner.reserve(asks, now_ms).await;
         let decision = answer.map(|a| self.shared.adjusted(a));
@@ -417,6 +417,11 @@ fn split_adds(reservation: Reservation, actual: Vec<u64>) -> (Settles, Settles) 
 /// The longest a request waits for a lease on its way before calling the counter itself.
 const WAIT_FOR_LEASE: Duration = Duration::from_millis(20);
 
+/// The buckets of `asks`, in order.
+fn buckets_of_asks(asks: &[Ask]) -> Vec<Bucket> {
+    asks.iter().map(|a| a.bucket).collect()
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -465,7 +470,7 @@ impl UsageCounter for LeasingCounter {
             })
             .collect();
         let leased = plan.missing.iter().any(|&(_, extra)| extra > 0);
-        let buckets: Vec<Bucket> = inner_asks.iter().map(|a| a.bucket).collect();
+        let buckets = buckets_of_asks(&inner_asks);
         self.shared.begin_call(&buckets, self.call_deadline()).await;
         let answer = self.shared.inner.reserve(&inner_asks, now_ms).await;
         if !matches!(&answer, Ok(Decision::Admitted(r)) if !r.fallback) {
