@@ -162,7 +162,8 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(redis: &PrivateRedis, policy: &str) -> Self {
+    /// `lease_requests` 0 leaves leases off (the default).
+    async fn start(redis: &PrivateRedis, policy: &str, lease_requests: u32) -> Self {
         let mock = MockServer::start(Flavor::OpenAi).await.expect("mock");
         mock.require_api_key(UPSTREAM_KEY);
         mock.set_script(
@@ -177,7 +178,7 @@ port: 0
 application_secret: {APP_SECRET}
 database_url: "sqlite::memory:"
 redis_url: {redis}
-rate_limits: {{on_redis_failure: {policy}, redis_timeout_ms: 50, redis_retry_ms: 200}}
+rate_limits: {{on_redis_failure: {policy}, redis_timeout_ms: 50, redis_retry_ms: 200, lease_requests: {lease_requests}}}
 connections:
   - provider: openai/v1
     name: up
@@ -344,8 +345,19 @@ fn window(samples: &[Sample], from: Duration, to: Duration) -> (usize, usize, Du
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fail_open_keeps_serving_through_a_hung_and_a_dead_redis_and_recovers() {
+    fail_open_through_a_hung_and_a_dead_redis(0).await;
+}
+
+/// The same with leases on: requests admitted from a lease, lease returns and renewals
+/// through the outage change none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fail_open_with_leases_keeps_serving_through_a_hung_and_a_dead_redis_and_recovers() {
+    fail_open_through_a_hung_and_a_dead_redis(32).await;
+}
+
+async fn fail_open_through_a_hung_and_a_dead_redis(lease_requests: u32) {
     let mut redis = PrivateRedis::start();
-    let s = Stack::start(&redis, "open").await;
+    let s = Stack::start(&redis, "open", lease_requests).await;
     let health = s.health().await;
     assert!(is_ok(&health), "{health}");
     assert_eq!(health["counter"]["policy"], "open", "{health}");
@@ -484,6 +496,12 @@ async fn fail_open_keeps_serving_through_a_hung_and_a_dead_redis_and_recovers() 
     );
     let health = s.health().await;
     assert!(is_ok(&health), "{health}");
+    if lease_requests > 0 {
+        assert!(
+            health["leases"]["admitted_locally"].as_u64() > Some(0),
+            "the big key's requests were admitted from leases: {health}"
+        );
+    }
     assert_eq!(
         s.mock.request_count(),
         forwarded,
@@ -520,7 +538,7 @@ impl Burst {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fail_closed_refuses_limited_requests_quickly_and_serves_unlimited_ones() {
     let mut redis = PrivateRedis::start();
-    let s = Stack::start(&redis, "closed").await;
+    let s = Stack::start(&redis, "closed", 0).await;
     assert_eq!(s.chat(BIG_KEY).await.status(), 200);
     assert_eq!(s.chat(FREE_KEY).await.status(), 200);
     let health = s.health().await;

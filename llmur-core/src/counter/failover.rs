@@ -3,7 +3,10 @@
 //! Owns: [`FailoverCounter`] and [`FailPolicy`]. Every call to the primary (Redis) has a
 //! short timeout, so a dead or hung primary never holds a request longer than that. On a
 //! failure the primary is skipped for a short pause, then tried again on the next call:
-//! recovery is automatic. While it is down, `FailPolicy::Open` counts in a local
+//! recovery is automatic. A call that started after the last failure and succeeded ends
+//! both the degraded state and the pause together, so `degraded == false` always means
+//! the primary counts again; an answer to a call sent before that failure (read late, by
+//! a starved process) proves nothing and changes neither. While it is down, `FailPolicy::Open` counts in a local
 //! [`MemoryCounter`] (exact per instance) and `FailPolicy::Closed` refuses.
 //! Each switch to degraded mode is logged once and counted
 //! ([`FailoverStatus::degradations`]).
@@ -57,6 +60,8 @@ pub struct FailoverCounter {
     epoch: Instant,
     /// Milliseconds after `epoch` before which the primary is not tried.
     down_until: AtomicU64,
+    /// Milliseconds after `epoch` of the last failure (0: none).
+    failed_at: AtomicU64,
     degraded: AtomicBool,
     degradations: AtomicU64,
     failures: AtomicU64,
@@ -79,6 +84,7 @@ impl FailoverCounter {
             pause,
             epoch: Instant::now(),
             down_until: AtomicU64::new(0),
+            failed_at: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             degradations: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -123,6 +129,7 @@ impl FailoverCounter {
         what: &str,
         fut: impl Future<Output = Result<T, CounterError>>,
     ) -> Result<T, CounterError> {
+        let started = self.elapsed_ms();
         let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(result) => result,
             Err(_) => Err(CounterError(format!(
@@ -131,16 +138,22 @@ impl FailoverCounter {
             ))),
         };
         match &result {
-            Ok(_) => {
+            // `>`: a call that started in the same millisecond as the failure may have
+            // been sent before it.
+            Ok(_) if started > self.failed_at.load(Ordering::Relaxed) => {
+                self.down_until.store(0, Ordering::Relaxed);
                 if self.degraded.swap(false, Ordering::Relaxed) {
                     tracing::info!("usage counter recovered; counting in the shared counter again");
                 }
             }
+            Ok(_) => {}
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 let pause = u64::try_from(self.pause.as_millis()).unwrap_or(u64::MAX);
+                let now = self.elapsed_ms();
+                self.failed_at.store(now, Ordering::Relaxed);
                 self.down_until
-                    .store(self.elapsed_ms().saturating_add(pause), Ordering::Relaxed);
+                    .store(now.saturating_add(pause), Ordering::Relaxed);
                 if !self.degraded.swap(true, Ordering::Relaxed) {
                     self.degradations.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
@@ -275,6 +288,9 @@ mod tests {
     struct Flaky {
         inner: MemoryCounter,
         mode: std::sync::atomic::AtomicU8,
+        /// `usage` waits for `release` while this is set.
+        hold_usage: AtomicBool,
+        release: tokio::sync::Notify,
     }
 
     const OK: u8 = 0;
@@ -294,6 +310,9 @@ mod tests {
             self.inner.settle(r, actual).await
         }
         async fn usage(&self, bucket: Bucket, now_ms: i64) -> Result<u64, CounterError> {
+            if self.hold_usage.load(Ordering::Relaxed) {
+                self.release.notified().await;
+            }
             self.inner.usage(bucket, now_ms).await
         }
     }
@@ -358,6 +377,63 @@ mod tests {
             c.status().failures,
             1,
             "paused: the second call did not try"
+        );
+    }
+
+    fn failing_open() -> (Arc<Flaky>, Arc<FailoverCounter>) {
+        let flaky = Arc::new(Flaky::default());
+        let c = Arc::new(FailoverCounter::new(
+            flaky.clone(),
+            FailPolicy::Open,
+            Duration::from_millis(30),
+            Duration::from_secs(10),
+        ));
+        (flaky, c)
+    }
+
+    #[tokio::test]
+    async fn a_success_after_the_failure_ends_the_pause_and_the_degradation() {
+        let (flaky, c) = failing_open();
+        flaky.mode.store(FAIL, Ordering::Relaxed);
+        let Ok(Decision::Admitted(local)) = c.reserve(&[ask()], 0).await else {
+            unreachable!("fail open admits")
+        };
+        assert!(local.fallback && c.status().degraded);
+        flaky.mode.store(OK, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        // A settle is not held back by the pause; its answer shows the primary is back.
+        let Ok(Decision::Admitted(shared)) = c.primary.reserve(&[ask()], 0).await else {
+            unreachable!("room")
+        };
+        assert!(c.settle(&shared, &[1]).await.is_ok());
+        assert!(!c.status().degraded, "{:?}", c.status());
+        let Ok(Decision::Admitted(next)) = c.reserve(&[ask()], 0).await else {
+            unreachable!("room")
+        };
+        assert!(
+            !next.fallback,
+            "healthy again means counting in the primary again, pause or not"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_to_a_call_sent_before_the_failure_changes_nothing() {
+        let (flaky, c) = failing_open();
+        flaky.hold_usage.store(true, Ordering::Relaxed);
+        let early = tokio::spawn({
+            let c = c.clone();
+            async move { c.usage(ask().bucket, 0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        flaky.mode.store(FAIL, Ordering::Relaxed);
+        assert!(matches!(c.reserve(&[ask()], 0).await, Ok(Decision::Admitted(r)) if r.fallback));
+        flaky.mode.store(OK, Ordering::Relaxed);
+        flaky.release.notify_one();
+        assert!(matches!(early.await, Ok(Ok(0))));
+        assert!(c.status().degraded, "{:?}", c.status());
+        assert!(
+            matches!(c.reserve(&[ask()], 0).await, Ok(Decision::Admitted(r)) if r.fallback),
+            "still paused"
         );
     }
 }
