@@ -4,20 +4,22 @@
 # sends WARM requests, switches instrumentation on, sends N sequential 200 B chat requests,
 # switches it off and prints llmur's instructions per request.
 #
-#   benches/profile/callgrind.sh bare|pg|redis|full|lease [N] [WARM]
+#   benches/profile/callgrind.sh bare|pg|redis|full|nolease [N] [WARM]
 #
+# full is llmur's default with PostgreSQL and Redis (leases on); nolease is full with
+# `lease_requests: 0` (a Redis reservation per request).
 # LLMUR_BIN names another llmur binary to profile (an older build, to compare); LEASE_MS
-# sets the lease profile's lease_ms (default 50; under valgrind a request takes
-# milliseconds, so 5000 lets leases run out by count, as under load); BODY_BYTES the
-# request body's size (default about 200).
+# sets lease_ms (default 50; under valgrind a request takes milliseconds, so 5000 lets
+# leases run out by count, as under load); BODY_BYTES the request body's size (default
+# about 200).
 # Needs a release build (`cargo build --release -p llmur-server -p llmur-testkit --bins`),
-# valgrind and python3; pg/full/lease need the PostgreSQL of LLMUR_TEST_POSTGRES_URL
+# valgrind and python3; pg/full/nolease need the PostgreSQL of LLMUR_TEST_POSTGRES_URL
 # (default postgres://postgres@127.0.0.1:5432/test, a throw-away schema llmur_prof) and
-# redis/full/lease the Redis of LLMUR_TEST_REDIS_URL (default redis://127.0.0.1:6379).
+# redis/full/nolease the Redis of LLMUR_TEST_REDIS_URL (default redis://127.0.0.1:6379).
 # The callgrind output stays in target/profile/callgrind.out.<profile> for
 # callgrind_annotate.
 set -euo pipefail
-profile=${1:?profile: bare, pg, redis, full or lease}
+profile=${1:?profile: bare, pg, redis, full or nolease}
 n=${2:-2000}
 warm=${3:-300}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,13 +36,14 @@ db="sqlite::memory:"; level='"off"'; extra=""
 case $profile in
   bare) ;;
   pg) db="$pg?options=-c%20search_path%3Dllmur_prof"; level=info ;;
-  redis) extra="redis_url: \"$redis\"" ;;
-  full) db="$pg?options=-c%20search_path%3Dllmur_prof"; level=info; extra="redis_url: \"$redis\"" ;;
-  lease) db="$pg?options=-c%20search_path%3Dllmur_prof"; level=info
-         extra=$(printf 'redis_url: "%s"\nrate_limits: {lease_requests: 32, lease_ms: %s}' "$redis" "${LEASE_MS:-50}") ;;
+  redis) extra=$(printf 'redis_url: "%s"\nrate_limits: {lease_ms: %s}' "$redis" "${LEASE_MS:-50}") ;;
+  full) db="$pg?options=-c%20search_path%3Dllmur_prof"; level=info
+        extra=$(printf 'redis_url: "%s"\nrate_limits: {lease_ms: %s}' "$redis" "${LEASE_MS:-50}") ;;
+  nolease) db="$pg?options=-c%20search_path%3Dllmur_prof"; level=info
+           extra=$(printf 'redis_url: "%s"\nrate_limits: {lease_requests: 0}' "$redis") ;;
   *) echo "unknown profile $profile" >&2; exit 2 ;;
 esac
-case $profile in pg|full|lease)
+case $profile in pg|full|nolease)
   psql "$pg" -qc "drop schema if exists llmur_prof cascade; create schema llmur_prof" ;;
 esac
 config=$out/$profile.yaml
@@ -108,7 +111,7 @@ callgrind_control -i off "$vg" >/dev/null 2>&1
 kill -INT "$vg"; wait "$vg" 2>/dev/null || true
 pids=("${pids[0]}")
 total=$(callgrind_annotate "$out/callgrind.out.$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); t=$1} END {print t}')
-case $profile in pg|full|lease)
+case $profile in pg|full|nolease)
   psql "$pg" -qc "drop schema if exists llmur_prof cascade" ;;
 esac
 echo "$profile: $((total / n)) instructions per request ($total over $n)"

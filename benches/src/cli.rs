@@ -43,10 +43,11 @@ pub enum Arm {
     #[value(name = "llmur-redis")]
     #[serde(rename = "llmur-redis")]
     Redis,
-    /// llmur full with leases on Redis (`lease_requests: 32`); not in the default arms.
-    #[value(name = "llmur-lease")]
-    #[serde(rename = "llmur-lease")]
-    Lease,
+    /// llmur full without leases (`lease_requests: 0`): a Redis reservation per request;
+    /// not in the default arms.
+    #[value(name = "llmur-nolease")]
+    #[serde(rename = "llmur-nolease")]
+    NoLease,
 }
 
 impl Arm {
@@ -69,7 +70,7 @@ impl fmt::Display for Arm {
             Arm::Early => "llmur-early",
             Arm::Pg => "llmur-pg",
             Arm::Redis => "llmur-redis",
-            Arm::Lease => "llmur-lease",
+            Arm::NoLease => "llmur-nolease",
         })
     }
 }

@@ -1,9 +1,9 @@
 //! llmur configuration files for the benchmark's profiles, written as YAML text.
 //!
 //! - **bare**: the in-memory SQLite store, no Redis (counters in memory), logging off;
-//! - **full**: a fresh PostgreSQL schema (catalog and request logs), Redis counters, info
-//!   logging (llmur's default); optionally early forwarding (the llmur-early arm) or
-//!   leases on Redis (the llmur-lease arm);
+//! - **full**: a fresh PostgreSQL schema (catalog and request logs), Redis counters with
+//!   llmur's default leases, info logging (llmur's default); optionally early forwarding
+//!   (the llmur-early arm) or leases off (the llmur-nolease arm);
 //! - the parts of full on their own, to see what each costs: **pg** (full without Redis:
 //!   counters in memory) and **redis** (bare with Redis counters);
 //!
@@ -39,8 +39,8 @@ pub struct Profile {
     pub info_logs: bool,
     /// Early forwarding with a headroom of 0.25.
     pub early: bool,
-    /// Leases on Redis of 32 requests' worth (`rate_limits.lease_requests`).
-    pub lease: bool,
+    /// Leases off (`rate_limits.lease_requests: 0`): a Redis reservation per request.
+    pub no_lease: bool,
 }
 
 impl Profile {
@@ -79,13 +79,15 @@ pub fn render(profile: &Profile, port: u16, upstream: &str, size: CatalogSize) -
     if let Some(redis_url) = &profile.redis_url {
         let _ = writeln!(y, "redis_url: \"{redis_url}\"");
     }
-    if profile.early || profile.lease {
-        let early = if profile.early { "0.25" } else { "null" };
-        let lease = if profile.lease { 32 } else { 0 };
-        let _ = writeln!(
-            y,
-            "rate_limits: {{early_forwarding_headroom: {early}, lease_requests: {lease}}}"
-        );
+    let mut rate_limits = Vec::new();
+    if profile.early {
+        rate_limits.push("early_forwarding_headroom: 0.25");
+    }
+    if profile.no_lease {
+        rate_limits.push("lease_requests: 0");
+    }
+    if !rate_limits.is_empty() {
+        let _ = writeln!(y, "rate_limits: {{{}}}", rate_limits.join(", "));
     }
     let _ = writeln!(y, "connections:");
     for d in 0..size.deployments.max(1) {
@@ -161,12 +163,15 @@ mod tests {
             redis_url: Some("redis://127.0.0.1:6379".to_owned()),
             info_logs: true,
             early: true,
-            lease: true,
+            no_lease: true,
         };
         for (profile, size) in [(Profile::bare(), size), (full, CatalogSize::MINIMAL)] {
             let yaml = render(&profile, 1, "http://127.0.0.1:2", size);
             assert_eq!(yaml.matches("limits: {requests").count(), 4);
             let config = llmur_server::Config::from_yaml(&yaml).unwrap();
+            // Leases are on unless the profile turns them off.
+            let leases = if profile.no_lease { 0 } else { 32 };
+            assert_eq!(config.rate_limits.lease_requests, leases);
             let hasher = llmur_core::KeyHasher::new(&secrecy::SecretString::from("t"));
             let (_, counts) =
                 llmur_server::catalog::snapshot_from_config(&config, &hasher).unwrap();

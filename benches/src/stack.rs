@@ -71,7 +71,7 @@ impl Stack {
     /// Starts the mock in `mode` and the proxies of `arms`, and sends each arm one
     /// request; returns the stack and each proxy's idle RSS (bytes) after that request.
     ///
-    /// The llmur-full, llmur-early, llmur-lease and llmur-pg arms each get a fresh schema in the PostgreSQL of the tests
+    /// The llmur-full, llmur-early, llmur-nolease and llmur-pg arms each get a fresh schema in the PostgreSQL of the tests
     /// (`LLMUR_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
     pub async fn start(
         env: &mut Env,
@@ -89,8 +89,8 @@ impl Stack {
             let proc = match arm {
                 Arm::Direct => continue,
                 Arm::Floor => start_floor(env, &upstream).await?,
-                Arm::Bare | Arm::Full | Arm::Early | Arm::Pg | Arm::Redis | Arm::Lease => {
-                    let postgres = matches!(arm, Arm::Full | Arm::Early | Arm::Pg | Arm::Lease);
+                Arm::Bare | Arm::Full | Arm::Early | Arm::Pg | Arm::Redis | Arm::NoLease => {
+                    let postgres = matches!(arm, Arm::Full | Arm::Early | Arm::Pg | Arm::NoLease);
                     let database_url = if postgres {
                         let (database_url, guard) = fresh_postgres_database().await?;
                         stack.guards.push(guard);
@@ -100,11 +100,14 @@ impl Stack {
                     };
                     let profile = Profile {
                         database_url,
-                        redis_url: matches!(arm, Arm::Full | Arm::Early | Arm::Redis | Arm::Lease)
-                            .then(|| env.redis_url.clone()),
+                        redis_url: matches!(
+                            arm,
+                            Arm::Full | Arm::Early | Arm::Redis | Arm::NoLease
+                        )
+                        .then(|| env.redis_url.clone()),
                         info_logs: postgres,
                         early: arm == Arm::Early,
-                        lease: arm == Arm::Lease,
+                        no_lease: arm == Arm::NoLease,
                     };
                     let name = arm.to_string();
                     start_llmur(env, &name, &profile, &upstream, CatalogSize::MINIMAL)

@@ -19,13 +19,12 @@ pub fn check(r: &Results) -> Vec<Check> {
         added_vs_floor(r, payload, Pick::P50, 1.5, &mut out);
         added_vs_floor(r, payload, Pick::P99, 2.0, &mut out);
     }
-    let lease = r.plan.arms.contains(&Arm::Lease).then_some(Arm::Lease);
-    for (&payload, arm) in r
-        .plan
-        .payloads
-        .iter()
-        .flat_map(|p| std::iter::once(Arm::Full).chain(lease).map(move |a| (p, a)))
-    {
+    let no_lease = r.plan.arms.contains(&Arm::NoLease).then_some(Arm::NoLease);
+    for (&payload, arm) in r.plan.payloads.iter().flat_map(|p| {
+        std::iter::once(Arm::Full)
+            .chain(no_lease)
+            .map(move |a| (p, a))
+    }) {
         let floor = r.throughput(Arm::Floor, payload);
         let full = r.throughput(arm, payload);
         out.push(judge(
@@ -61,7 +60,7 @@ pub fn check(r: &Results) -> Vec<Check> {
             verdict,
         ));
     }
-    let optional = [Arm::Early, Arm::Lease]
+    let optional = [Arm::Early, Arm::NoLease]
         .into_iter()
         .filter(|arm| r.plan.arms.contains(arm));
     for arm in [Arm::Bare, Arm::Full].into_iter().chain(optional) {

@@ -123,10 +123,10 @@ pub struct RateLimitConfig {
     /// goes upstream while Redis decides instead of after; a refused one's upstream call
     /// is dropped. Saves the Redis round trip on the time to first byte.
     pub early_forwarding_headroom: Option<f64>,
-    /// Leases (default 0: off): with Redis, a reserve that finds plenty of room also takes
-    /// this many requests' worth more, and the next requests are admitted from it in
-    /// process, without a Redis call; what is left goes back after `lease_ms`. Never more
-    /// than the limit is admitted; see the README's Rate limits.
+    /// Leases (default 32; 0 turns them off): with Redis, a reserve that finds plenty of
+    /// room also takes this many requests' worth more, and the next requests are admitted
+    /// from it in process, without a Redis call; what is left goes back after `lease_ms`.
+    /// Never more than the limit is admitted; see the README's Rate limits.
     pub lease_requests: u64,
     /// Milliseconds a lease is drawn on before what is left goes back (default 50).
     pub lease_ms: u64,
@@ -140,7 +140,7 @@ impl Default for RateLimitConfig {
             redis_retry_ms: 1_000,
             default_completion_tokens: llmur_core::DEFAULT_COMPLETION_TOKENS,
             early_forwarding_headroom: None,
-            lease_requests: 0,
+            lease_requests: 32,
             lease_ms: 50,
         }
     }
@@ -688,16 +688,16 @@ mod tests {
     }
 
     #[test]
-    fn leases_are_off_by_default_and_can_be_turned_on() {
+    fn leases_are_on_by_default_and_can_be_turned_off() {
         let c = Config::default();
-        assert_eq!(c.rate_limits.lease_requests, 0);
-        assert_eq!(c.rate_limits.lease_ms, 50);
-        let on = Config::from_yaml("rate_limits: {lease_requests: 32}").ok();
-        assert_eq!(on.map(|c| c.rate_limits.lease_requests), Some(32));
-        let mut c = Config::default();
-        let env = |k: &str| (k == "LLMUR_RATE_LIMITS_LEASE_REQUESTS").then(|| "32".to_owned());
-        assert!(c.apply_env(env).is_ok());
         assert_eq!(c.rate_limits.lease_requests, 32);
+        assert_eq!(c.rate_limits.lease_ms, 50);
+        let off = Config::from_yaml("rate_limits: {lease_requests: 0}").ok();
+        assert_eq!(off.map(|c| c.rate_limits.lease_requests), Some(0));
+        let mut c = Config::default();
+        let env = |k: &str| (k == "LLMUR_RATE_LIMITS_LEASE_REQUESTS").then(|| "0".to_owned());
+        assert!(c.apply_env(env).is_ok());
+        assert_eq!(c.rate_limits.lease_requests, 0);
     }
 
     #[test]

@@ -322,18 +322,18 @@ async fn three_instances_forwarding_early_admit_exactly_the_request_limit() {
     admit_exactly_the_request_limit("early_forwarding_headroom: 0.25, ").await;
 }
 
-/// Leases (opt-in) take room ahead from Redis and admit from it in process: the same
-/// exact count across three instances, the refusals confirmed, and every unused lease back
-/// in Redis once they expire.
+/// Leases (on by default) take room ahead from Redis and admit from it in process: the
+/// same exact count across three instances, the refusals confirmed, and every unused lease
+/// back in Redis once they expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_with_leases_admit_exactly_a_large_request_limit() {
-    admit_exactly_a_large_request_limit("lease_requests: 32, lease_ms: 50, ", true).await;
+    admit_exactly_a_large_request_limit("", true).await;
 }
 
-/// The same without leases (the default): a Redis reservation per request.
+/// The same with leases turned off: a Redis reservation per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_without_leases_admit_exactly_a_large_request_limit() {
-    admit_exactly_a_large_request_limit("", false).await;
+    admit_exactly_a_large_request_limit("lease_requests: 0, ", false).await;
 }
 
 async fn admit_exactly_a_large_request_limit(rate_limits: &str, leases: bool) {

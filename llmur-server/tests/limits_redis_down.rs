@@ -162,7 +162,7 @@ struct Stack {
 }
 
 impl Stack {
-    /// `lease_requests` 0 leaves leases off (the default).
+    /// `lease_requests` 0 turns leases off (32 is the default).
     async fn start(redis: &PrivateRedis, policy: &str, lease_requests: u32) -> Self {
         let mock = MockServer::start(Flavor::OpenAi).await.expect("mock");
         mock.require_api_key(UPSTREAM_KEY);
