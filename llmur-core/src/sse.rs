@@ -65,8 +65,7 @@ impl SseScanner {
 /// The `data` payload of one event: its `data:` lines joined by `\n`, or `None` for an
 /// event without data (a comment such as `: keep-alive`).
 pub fn event_data(event: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    let mut lines = event
-        .split(|b| *b == b'\n')
+    let mut lines = lines(event)
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .filter_map(|l| l.strip_prefix(b"data:"))
         .map(|l| l.strip_prefix(b" ").unwrap_or(l));
@@ -90,33 +89,64 @@ pub fn event_data(event: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
 /// around the colon) and returns the byte range of the value *between* the quotes.
 /// Only structural keys can match: inside a JSON string every quote is escaped.
 pub fn find_str_value(json: &[u8], key: &str) -> Option<std::ops::Range<usize>> {
-    let needle = format!("\"{key}\"");
-    let finder = memchr::memmem::Finder::new(needle.as_bytes());
-    for at in finder.find_iter(json) {
-        let i = skip_whitespace(json, at + needle.len());
-        if json.get(i) != Some(&b':') {
-            continue;
-        }
-        let i = skip_whitespace(json, i + 1);
-        if json.get(i) != Some(&b'"') {
-            return None;
-        }
-        let start = i + 1;
-        return string_end(json, start).map(|end| start..end);
-    }
-    None
+    QuotedKey::new(key).str_value(json)
 }
 
 /// Whether JSON text has a non-null object value for `"key"` (e.g. a `usage` object).
 pub fn has_object_value(json: &[u8], key: &str) -> bool {
-    let needle = format!("\"{key}\"");
-    memchr::memmem::find_iter(json, needle.as_bytes()).any(|at| {
-        json[at + needle.len()..]
-            .iter()
-            .filter(|b| !b.is_ascii_whitespace())
-            .take(2)
-            .eq(b":{".iter())
-    })
+    QuotedKey::new(key).has_object_value(json)
+}
+
+/// A key to look for in JSON text as `"key"`, its searcher built once: the stream relay
+/// looks for the same few keys in every event, and building a `memmem::Finder` per key per
+/// event cost more than the search. Keep one in a `static` (a `LazyLock`).
+#[derive(Debug)]
+pub struct QuotedKey {
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl QuotedKey {
+    /// A searcher for `"key"` (the quotes added here).
+    pub fn new(key: &str) -> Self {
+        let needle = format!("\"{key}\"").into_bytes();
+        Self {
+            finder: memchr::memmem::Finder::new(&needle).into_owned(),
+        }
+    }
+
+    /// Where each `"key"` ends in `json` (the index after its closing quote).
+    fn ends<'a>(&'a self, json: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+        let len = self.finder.needle().len();
+        self.finder.find_iter(json).map(move |at| at + len)
+    }
+
+    /// See [`find_str_value`].
+    pub fn str_value(&self, json: &[u8]) -> Option<std::ops::Range<usize>> {
+        for after in self.ends(json) {
+            let i = skip_whitespace(json, after);
+            if json.get(i) != Some(&b':') {
+                continue;
+            }
+            let i = skip_whitespace(json, i + 1);
+            if json.get(i) != Some(&b'"') {
+                return None;
+            }
+            let start = i + 1;
+            return string_end(json, start).map(|end| start..end);
+        }
+        None
+    }
+
+    /// See [`has_object_value`].
+    pub fn has_object_value(&self, json: &[u8]) -> bool {
+        self.ends(json).any(|after| {
+            json[after..]
+                .iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .take(2)
+                .eq(b":{".iter())
+        })
+    }
 }
 
 /// Where the value of the top-level member `key` of a JSON object starts (after its colon
@@ -165,6 +195,26 @@ pub fn top_level_member(json: &[u8], key: &str) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// The lines of `event` split at every `\n` (as `split` would, a trailing empty one
+/// included), found with `memchr` rather than byte by byte: this runs for every event of
+/// every stream.
+fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(event);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b'\n', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 /// The index of the quote that ends the JSON string whose text starts at `from`.
@@ -245,6 +295,38 @@ mod tests {
         assert_eq!(events_of(&singles), whole);
         let joined: Vec<u8> = whole.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(joined, bytes);
+    }
+
+    #[test]
+    fn quoted_keys_end_after_their_closing_quote() {
+        let texts: [&[u8]; 7] = [
+            br#"{"id":"x","model":"m","choices":[{"delta":{"content":"model"}}],"model":"n"}"#,
+            br#"{"a":"\"model\":\"no\"","model" : "gpt-4o","model""model"}"#,
+            br#""model""#,
+            br#"model""model"#,
+            br#"{"models":"x","mode":"y","Model":"z"}"#,
+            b"",
+            br#"""""""#,
+        ];
+        for text in texts {
+            for key in ["model", "content", "", "x"] {
+                let needle = format!("\"{key}\"");
+                let reference: Vec<usize> = memchr::memmem::find_iter(text, needle.as_bytes())
+                    .map(|at| at + needle.len())
+                    .collect();
+                let found: Vec<usize> = QuotedKey::new(key).ends(text).collect();
+                assert_eq!(
+                    found,
+                    reference,
+                    "{key:?} in {:?}",
+                    String::from_utf8_lossy(text)
+                );
+            }
+        }
+        for e in [&b"a\nb\n\n"[..], b"", b"\n", b"data: x", b"\n\nx"] {
+            let split: Vec<&[u8]> = e.split(|b| *b == b'\n').collect();
+            assert_eq!(lines(e).collect::<Vec<_>>(), split);
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! chunk the client did not ask for is dropped, error bodies get a `type`.
 //! Must not touch: anything but bytes in, bytes out.
 
+use std::sync::LazyLock;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use secrecy::ExposeSecret;
@@ -13,7 +15,7 @@ use serde::de::IgnoredAny;
 
 use super::{Call, Decoded, EventAction, Provider, StreamState};
 use crate::error::{Error, ErrorKind, openai_type_for};
-use crate::sse::{event_data, find_str_value, has_object_value};
+use crate::sse::{QuotedKey, event_data};
 use crate::usage::Usage;
 
 /// The OpenAI API (`provider: "openai/v1"`).
@@ -96,6 +98,12 @@ pub fn decode_response(body: Bytes, state: &StreamState) -> Decoded {
     }
 }
 
+/// The keys every stream event is searched for, each searcher built once.
+static USAGE: LazyLock<QuotedKey> = LazyLock::new(|| QuotedKey::new("usage"));
+static MODEL: LazyLock<QuotedKey> = LazyLock::new(|| QuotedKey::new("model"));
+static CONTENT_KEYS: LazyLock<[QuotedKey; 3]> =
+    LazyLock::new(|| ["content", "refusal", "arguments"].map(QuotedKey::new));
+
 /// Handles one SSE event of an OpenAI-format stream.
 pub fn decode_event(event: Bytes, state: &mut StreamState) -> EventAction {
     let Some(data) = event_data(&event) else {
@@ -105,7 +113,7 @@ pub fn decode_event(event: Bytes, state: &mut StreamState) -> EventAction {
         state.done = true;
         return EventAction::Forward(event);
     }
-    if has_object_value(&data, "usage") {
+    if USAGE.has_object_value(&data) {
         if let Ok(chunk) = serde_json::from_slice::<ChunkUsage>(&data) {
             if let Some(usage) = chunk.usage {
                 state.usage = Some(usage);
@@ -123,15 +131,15 @@ pub fn decode_event(event: Bytes, state: &mut StreamState) -> EventAction {
 
 /// Whether a chunk's delta carries content (text, refusal, tool arguments).
 fn has_content(data: &[u8]) -> bool {
-    ["content", "refusal", "arguments"]
+    CONTENT_KEYS
         .iter()
-        .any(|k| find_str_value(data, k).is_some_and(|r| !r.is_empty()))
+        .any(|k| k.str_value(data).is_some_and(|r| !r.is_empty()))
 }
 
 /// Replaces the first `"model":"..."` value with `model_json` (already JSON-escaped);
 /// returns the input untouched when it already says so or has no model.
 pub fn rewrite_model(bytes: Bytes, model_json: &str) -> Bytes {
-    let Some(range) = find_str_value(&bytes, "model") else {
+    let Some(range) = MODEL.str_value(&bytes) else {
         return bytes;
     };
     if range.is_empty() || &bytes[range.clone()] == model_json.as_bytes() {
