@@ -6,8 +6,9 @@
 //! recovery is automatic. A call that started after the last failure and succeeded ends
 //! both the degraded state and the pause together, so `degraded == false` always means
 //! the primary counts again; an answer to a call sent before that failure (read late, by
-//! a starved process) proves nothing and changes neither. While it is down, `FailPolicy::Open` counts in a local
-//! [`MemoryCounter`] (exact per instance) and `FailPolicy::Closed` refuses.
+//! a starved process) proves nothing and changes neither. While it is down,
+//! `FailPolicy::Open` counts in a local [`MemoryCounter`] (exact per instance) and
+//! `FailPolicy::Closed` refuses.
 //! Each switch to degraded mode is logged once and counted
 //! ([`FailoverStatus::degradations`]).
 
