@@ -4,10 +4,13 @@
 # sends WARM requests, switches instrumentation on, sends N sequential 200 B chat requests,
 # switches it off and prints llmur's instructions per request.
 #
-#   benches/profile/callgrind.sh bare|pg|redis|full|nolease [N] [WARM]
+#   benches/profile/callgrind.sh bare|pg|redis|full|nolease|floor [N] [WARM]
 #
 # full is llmur's default with PostgreSQL and Redis (leases on); nolease is full with
-# `lease_requests: 0` (a Redis reservation per request).
+# `lease_requests: 0` (a Redis reservation per request); floor profiles the bench's
+# `llmur-floor` instead of llmur (the same requests, to compare with).
+# STREAM=1 sends streaming requests (the mock answers 20 content chunks, no pause).
+# VALGRIND_OPTS="--cache-sim=yes" adds simulated cache misses to the counts.
 # LLMUR_BIN names another llmur binary to profile (an older build, to compare); LEASE_MS
 # sets lease_ms (default 50; under valgrind a request takes milliseconds, so 5000 lets
 # leases run out by count, as under load); BODY_BYTES the request body's size (default
@@ -19,7 +22,7 @@
 # The callgrind output stays in target/profile/callgrind.out.<profile> for
 # callgrind_annotate.
 set -euo pipefail
-profile=${1:?profile: bare, pg, redis, full or nolease}
+profile=${1:?profile: bare, pg, redis, full, nolease or floor}
 n=${2:-2000}
 warm=${3:-300}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,7 +37,7 @@ port=39201
 limits='{requests: {per_minute: 1000000000, per_day: 100000000000}, tokens: {per_minute: 1000000000000, per_day: 100000000000000}, budget: {per_minute: 1000000000.0, per_day: 100000000000.0}}'
 db="sqlite::memory:"; level='"off"'; extra=""
 case $profile in
-  bare) ;;
+  bare|floor) ;;
   pg) db="$pg?options=-c%20search_path%3Dllmur_prof"; level=info ;;
   redis) extra=$(printf 'redis_url: "%s"\nrate_limits: {lease_ms: %s}' "$redis" "${LEASE_MS:-50}") ;;
   full) db="$pg?options=-c%20search_path%3Dllmur_prof"; level=info
@@ -78,16 +81,23 @@ YAML
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-"$bin/llmur-mock" --port $mock_port --no-record >"$out/mock.log" 2>&1 & pids+=($!)
+chunks=5; [ "${STREAM:-0}" = 1 ] && chunks=20
+"$bin/llmur-mock" --port $mock_port --no-record --chunks $chunks >"$out/mock.log" 2>&1 & pids+=($!)
+if [ "$profile" = floor ]; then
+  target=("$bin/llmur-floor" --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$mock_port")
+else
+  target=("${LLMUR_BIN:-$bin/llmur}" serve --config "$config")
+fi
 LLMUR_WORKER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out.$profile" \
-  "${LLMUR_BIN:-$bin/llmur}" serve --config "$config" >"$out/llmur.$profile.log" 2>&1 &
+  "${target[@]}" >"$out/llmur.$profile.log" 2>&1 &
 vg=$!; pids+=($vg)
 
 drive() {
-  python3 - "$port" "$1" "${BODY_BYTES:-0}" <<'PY'
+  python3 - "$port" "$1" "${BODY_BYTES:-0}" "${STREAM:-0}" <<'PY'
 import http.client, sys, time
 port, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+stream = ',"stream":true' if sys.argv[4] == "1" else ""
 words = "the quick brown fox jumps over the lazy dog "
 filler = (words * (size // len(words) + 1))[:max(size - 110, 0)] if size else words * 2
 for _ in range(600):
@@ -98,7 +108,7 @@ for _ in range(600):
 c = http.client.HTTPConnection("127.0.0.1", port)
 h = {"authorization": "Bearer sk-llmur-bench-0123456789abcdef", "content-type": "application/json"}
 for i in range(n):
-    body = '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"#%010d %s"}]}' % (i, filler)
+    body = '{"model":"gpt-4o-mini","max_tokens":64%s,"messages":[{"role":"user","content":"#%010d %s"}]}' % (stream, i, filler)
     c.request("POST", "/v1/chat/completions", body, h)
     r = c.getresponse(); r.read()
     if r.status != 200: sys.exit("status %d" % r.status)
@@ -108,7 +118,9 @@ drive "$warm"
 callgrind_control -i on "$vg" >/dev/null 2>&1
 drive "$n"
 callgrind_control -i off "$vg" >/dev/null 2>&1
-kill -INT "$vg"; wait "$vg" 2>/dev/null || true
+# llmur stops on SIGINT; the floor has no handler, and a background job ignores SIGINT.
+if [ "$profile" = floor ]; then kill -TERM "$vg"; else kill -INT "$vg"; fi
+wait "$vg" 2>/dev/null || true
 pids=("${pids[0]}")
 total=$(callgrind_annotate "$out/callgrind.out.$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); t=$1} END {print t}')
 case $profile in pg|full|nolease)
