@@ -2,7 +2,8 @@
 //!
 //! Owns: [`SseScanner`], which cuts a byte stream into complete events at any split of the
 //! input (inside a line, inside a UTF-8 character), and small helpers that look into an
-//! event's `data` without parsing the JSON. An event is handed out as the exact bytes the
+//! event's `data` without parsing the JSON ([`QuotedKey`] keeps a key's searcher for the
+//! keys a codec looks for in every event). An event is handed out as the exact bytes the
 //! upstream wrote, terminator included, so unchanged events are forwarded unchanged.
 //! Must not touch: what an event means (that is the provider codec's job).
 
