@@ -59,10 +59,9 @@ pub struct FailoverCounter {
     timeout: Duration,
     pause: Duration,
     epoch: Instant,
-    /// Milliseconds after `epoch` before which the primary is not tried.
+    /// Milliseconds after `epoch` before which the primary is not tried: the last
+    /// failure plus the pause (0 once a later call succeeded).
     down_until: AtomicU64,
-    /// Milliseconds after `epoch` of the last failure (0: none).
-    failed_at: AtomicU64,
     degraded: AtomicBool,
     degradations: AtomicU64,
     failures: AtomicU64,
@@ -85,7 +84,6 @@ impl FailoverCounter {
             pause,
             epoch: Instant::now(),
             down_until: AtomicU64::new(0),
-            failed_at: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             degradations: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -121,6 +119,18 @@ impl FailoverCounter {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    fn pause_ms(&self) -> u64 {
+        u64::try_from(self.pause.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// When the last failure happened: the pause began then (0 once a later call
+    /// succeeded; any later answer then changes nothing).
+    fn failed_at(&self) -> u64 {
+        self.down_until
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.pause_ms())
+    }
+
     fn primary_paused(&self) -> bool {
         self.elapsed_ms() < self.down_until.load(Ordering::Relaxed)
     }
@@ -141,7 +151,7 @@ impl FailoverCounter {
         match &result {
             // `>`: a call that started in the same millisecond as the failure may have
             // been sent before it.
-            Ok(_) if started > self.failed_at.load(Ordering::Relaxed) => {
+            Ok(_) if started > self.failed_at() => {
                 self.down_until.store(0, Ordering::Relaxed);
                 if self.degraded.swap(false, Ordering::Relaxed) {
                     tracing::info!("usage counter recovered; counting in the shared counter again");
@@ -150,11 +160,10 @@ impl FailoverCounter {
             Ok(_) => {}
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                let pause = u64::try_from(self.pause.as_millis()).unwrap_or(u64::MAX);
-                let now = self.elapsed_ms();
-                self.failed_at.store(now, Ordering::Relaxed);
-                self.down_until
-                    .store(now.saturating_add(pause), Ordering::Relaxed);
+                self.down_until.store(
+                    self.elapsed_ms().saturating_add(self.pause_ms()),
+                    Ordering::Relaxed,
+                );
                 if !self.degraded.swap(true, Ordering::Relaxed) {
                     self.degradations.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
