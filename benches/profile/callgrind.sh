@@ -11,7 +11,8 @@
 # `llmur-floor` instead of llmur (the same requests, to compare with).
 # STREAM=1 sends streaming requests (the mock answers 20 content chunks, no pause).
 # VALGRIND_OPTS="--cache-sim=yes" adds simulated cache misses to the counts.
-# LLMUR_BIN names another llmur binary to profile (an older build, to compare); LEASE_MS
+# BIN_DIR takes every binary (mock, llmur, floor) from another target directory (another
+# profile, to compare); LLMUR_BIN names another llmur binary to profile (an older build, to compare); LEASE_MS
 # sets lease_ms (default 50; under valgrind a request takes milliseconds, so 5000 lets
 # leases run out by count, as under load); BODY_BYTES the request body's size (default
 # about 200).
@@ -26,7 +27,7 @@ profile=${1:?profile: bare, pg, redis, full, nolease or floor}
 n=${2:-2000}
 warm=${3:-300}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=$root/target/release
+bin=${BIN_DIR:-$root/target/release}
 out=$root/target/profile
 mkdir -p "$out"
 pg=${LLMUR_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
