@@ -26,7 +26,6 @@ use tokio::sync::Mutex;
 
 use super::error::{DbResult, from_pool, internal, unavailable};
 use super::rows::RequestLogRow;
-use super::schema::request_logs;
 use super::{BoxFut, higher_ranked};
 
 /// The connection type the shared queries run on.
@@ -34,6 +33,7 @@ pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 /// The store type the shared queries take.
 pub(crate) type Db = SqliteStore;
 
+mod log_insert;
 #[expect(
     clippy::duplicate_mod,
     reason = "the shared queries are compiled once per backend, see db/ops/mod.rs"
@@ -190,19 +190,17 @@ impl SqliteStore {
 
 /// Inserts the largest power-of-two head of `rows` (at most 64) with one statement;
 /// returns the rows left. Each size is the same SQL every time, so diesel prepares it once
-/// per connection and finds it by its type.
+/// per connection and finds it by its type (see `log_insert`).
 fn insert_logs_head<'r>(
     conn: &mut diesel::SqliteConnection,
     rows: &'r [RequestLogRow],
 ) -> QueryResult<&'r [RequestLogRow]> {
+    use diesel::query_dsl::methods::ExecuteDsl;
     macro_rules! insert_head {
         ($($n:literal),+) => {
             $(
                 if let Some((head, tail)) = rows.split_first_chunk::<$n>() {
-                    diesel::RunQueryDsl::execute(
-                        diesel::insert_into(request_logs::table).values(head),
-                        conn,
-                    )?;
+                    ExecuteDsl::execute(log_insert::InsertLogRows(head), conn)?;
                     return Ok(tail);
                 }
             )+
@@ -226,8 +224,7 @@ async fn heal(conn: &mut Conn, path: String) -> DbResult<()> {
 /// Writes a batch of request log rows in one `BEGIN IMMEDIATE` transaction, as `INSERT`s
 /// of 64, 32, …, 1 rows (`insert_logs_head`), all in a single blocking call on the writer:
 /// every blocking hop (a thread wake-up each way) costs more than the rows — `write` would
-/// take three (begin, rows, commit). Multi-row statements work because a row's empty
-/// fields are bound as `NULL`, not `DEFAULT` (see `RequestLogRow`); one statement per row
+/// take three (begin, rows, commit). Multi-row statements because one statement per row
 /// paid diesel's statement lookup and SQLite's step setup per row.
 async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
     db.on_writer(Mode::Plain, move |conn| {

@@ -340,37 +340,31 @@ impl Record for VirtualKeyDeploymentRow {
 
 // --- request logs
 
-/// A request log row (without `seq`, which the database assigns).
-///
-/// `None` is inserted as `NULL`, not as `DEFAULT` (`treat_none_as_default_value = false`;
-/// the columns have no defaults, so the rows are the same): an insert of a fixed number of
-/// rows is then one statement that diesel prepares once and finds by its type (SQLite
-/// writes batches that way; PostgreSQL sends columns as arrays, see `RequestLogColumns`).
-/// With `DEFAULT` diesel counts the statement as uncacheable and rebuilt and re-prepared
-/// the SQL for every row: a tenth of the embedded server's instructions per request.
-#[derive(Debug, Queryable, Selectable, Insertable)]
-#[diesel(table_name = request_logs, treat_none_as_default_value = false)]
+/// A request log row (without `seq`, which the database assigns). Each backend inserts
+/// rows its own way (`postgres/log_insert.rs`, `sqlite/log_insert.rs`), reading the fields.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = request_logs)]
 pub(crate) struct RequestLogRow {
-    id: String,
-    request_id: String,
-    virtual_key_id: String,
-    project_id: String,
-    deployment_id: String,
-    deployment: String,
-    connection_id: String,
-    upstream_model: String,
-    endpoint: String,
-    stream: bool,
-    status: i32,
-    prompt_tokens: i64,
-    completion_tokens: i64,
-    usage_source: String,
-    cost_usd: Option<f64>,
-    started_at: i64,
-    ttfb_us: Option<i64>,
-    duration_us: i64,
-    client_disconnected: bool,
-    error: Option<String>,
+    pub(in crate::db) id: String,
+    pub(in crate::db) request_id: String,
+    pub(in crate::db) virtual_key_id: String,
+    pub(in crate::db) project_id: String,
+    pub(in crate::db) deployment_id: String,
+    pub(in crate::db) deployment: String,
+    pub(in crate::db) connection_id: String,
+    pub(in crate::db) upstream_model: String,
+    pub(in crate::db) endpoint: String,
+    pub(in crate::db) stream: bool,
+    pub(in crate::db) status: i32,
+    pub(in crate::db) prompt_tokens: i64,
+    pub(in crate::db) completion_tokens: i64,
+    pub(in crate::db) usage_source: String,
+    pub(in crate::db) cost_usd: Option<f64>,
+    pub(in crate::db) started_at: i64,
+    pub(in crate::db) ttfb_us: Option<i64>,
+    pub(in crate::db) duration_us: i64,
+    pub(in crate::db) client_disconnected: bool,
+    pub(in crate::db) error: Option<String>,
 }
 
 impl RequestLogRow {
