@@ -144,7 +144,17 @@ impl Reservation {
     /// Splits the parts into those `keep` accepts and the rest, each with this
     /// reservation's origin.
     pub fn split(self, keep: impl Fn(&Part) -> bool) -> (Reservation, Reservation) {
-        let (a, b) = self.parts.into_iter().partition(|p| keep(p));
+        // Sized up front: `partition` grows both vectors a part at a time.
+        let kept = self.parts.iter().filter(|p| keep(p)).count();
+        let mut a = Vec::with_capacity(kept);
+        let mut b = Vec::with_capacity(self.parts.len() - kept);
+        for part in self.parts {
+            if keep(&part) {
+                a.push(part);
+            } else {
+                b.push(part);
+            }
+        }
         (
             Reservation {
                 parts: a,
