@@ -19,9 +19,9 @@
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text};
+use diesel::sql_types::Array;
 
-use crate::db::rows::RequestLogColumns;
+use crate::db::rows::{RequestLogColumns, request_log_columns};
 
 /// The statement; run it with `diesel_async::RunQueryDsl::execute`.
 pub(super) struct InsertLogs<'a>(pub(super) RequestLogColumns<'a>);
@@ -58,28 +58,7 @@ macro_rules! insert_from_arrays {
 impl QueryFragment<Pg> for InsertLogs<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let c = &self.0;
-        insert_from_arrays!(out, c;
-            id: Text,
-            request_id: Text,
-            virtual_key_id: Text,
-            project_id: Text,
-            deployment_id: Text,
-            deployment: Text,
-            connection_id: Text,
-            upstream_model: Text,
-            endpoint: Text,
-            stream: Bool,
-            status: Integer,
-            prompt_tokens: BigInt,
-            completion_tokens: BigInt,
-            usage_source: Text,
-            cost_usd: Nullable<Double>,
-            started_at: BigInt,
-            ttfb_us: Nullable<BigInt>,
-            duration_us: BigInt,
-            client_disconnected: Bool,
-            error: Nullable<Text>,
-        );
+        request_log_columns!(insert_from_arrays!(out, c));
         Ok(())
     }
 }

@@ -340,6 +340,37 @@ impl Record for VirtualKeyDeploymentRow {
 
 // --- request logs
 
+/// Calls `$callback!(prefix…; column: SqlType, …)` with every column a request log row
+/// inserts, in table order: the one list both backends' insert statements are built from
+/// (`postgres/log_insert.rs`, `sqlite/log_insert.rs`), so they cannot miss a column.
+macro_rules! request_log_columns {
+    ($callback:ident!($($prefix:tt)*)) => {
+        $callback!($($prefix)*;
+            id: diesel::sql_types::Text,
+            request_id: diesel::sql_types::Text,
+            virtual_key_id: diesel::sql_types::Text,
+            project_id: diesel::sql_types::Text,
+            deployment_id: diesel::sql_types::Text,
+            deployment: diesel::sql_types::Text,
+            connection_id: diesel::sql_types::Text,
+            upstream_model: diesel::sql_types::Text,
+            endpoint: diesel::sql_types::Text,
+            stream: diesel::sql_types::Bool,
+            status: diesel::sql_types::Integer,
+            prompt_tokens: diesel::sql_types::BigInt,
+            completion_tokens: diesel::sql_types::BigInt,
+            usage_source: diesel::sql_types::Text,
+            cost_usd: diesel::sql_types::Nullable<diesel::sql_types::Double>,
+            started_at: diesel::sql_types::BigInt,
+            ttfb_us: diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+            duration_us: diesel::sql_types::BigInt,
+            client_disconnected: diesel::sql_types::Bool,
+            error: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+        )
+    };
+}
+pub(crate) use request_log_columns;
+
 /// A request log row (without `seq`, which the database assigns). Each backend inserts
 /// rows its own way (`postgres/log_insert.rs`, `sqlite/log_insert.rs`), reading the fields.
 #[derive(Debug, Queryable, Selectable)]

@@ -141,6 +141,7 @@ mod catalog;
 pub(crate) use catalog::{
     ConnectionChanges, ConnectionDeploymentRow, ConnectionRow, DeploymentChanges, DeploymentRow,
     RequestLogColumns, RequestLogRow, VirtualKeyChanges, VirtualKeyDeploymentRow, VirtualKeyRow,
+    request_log_columns,
 };
 
 // --- users and sessions

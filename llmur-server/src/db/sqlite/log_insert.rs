@@ -14,10 +14,9 @@
 
 use diesel::QueryResult;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 
-use crate::db::rows::RequestLogRow;
+use crate::db::rows::{RequestLogRow, request_log_columns};
 
 /// `INSERT` of exactly `N` rows; run it with `diesel::query_dsl::methods::ExecuteDsl`.
 pub(super) struct InsertLogRows<'a, const N: usize>(pub(super) &'a [RequestLogRow; N]);
@@ -54,28 +53,7 @@ macro_rules! insert_rows {
 
 impl<const N: usize> QueryFragment<Sqlite> for InsertLogRows<'_, N> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        insert_rows!(out, self.0;
-            id: Text,
-            request_id: Text,
-            virtual_key_id: Text,
-            project_id: Text,
-            deployment_id: Text,
-            deployment: Text,
-            connection_id: Text,
-            upstream_model: Text,
-            endpoint: Text,
-            stream: Bool,
-            status: Integer,
-            prompt_tokens: BigInt,
-            completion_tokens: BigInt,
-            usage_source: Text,
-            cost_usd: Nullable<Double>,
-            started_at: BigInt,
-            ttfb_us: Nullable<BigInt>,
-            duration_us: BigInt,
-            client_disconnected: Bool,
-            error: Nullable<Text>,
-        );
+        request_log_columns!(insert_rows!(out, self.0));
         Ok(())
     }
 }
