@@ -144,7 +144,9 @@ impl LeasingCounter {
         let now = shared.now();
         let mut plan = Plan {
             parts: vec![None; asks.len()],
-            draws: Vec::new(),
+            // Sized up front: a request draws on every bucket it asks (24 with limits on all
+            // four levels), and growing a part at a time reallocated five times.
+            draws: Vec::with_capacity(asks.len()),
             missing: Vec::new(),
             ahead: Vec::new(),
             wait: false,
@@ -456,8 +458,11 @@ impl UsageCounter for LeasingCounter {
         }
         if plan.missing.is_empty() {
             self.shared.local.fetch_add(1, Ordering::Relaxed);
+            // `flatten` cannot tell `collect` how many parts there are: reserve first.
+            let mut parts = Vec::with_capacity(plan.parts.len());
+            parts.extend(plan.parts.into_iter().flatten());
             return Ok(Decision::Admitted(Reservation {
-                parts: plan.parts.into_iter().flatten().collect(),
+                parts,
                 fallback: false,
             }));
         }
