@@ -333,26 +333,21 @@ fn overhead_value(d: Duration) -> HeaderValue {
     // u128::MAX has 39 digits; with the point and three decimals, 43 bytes.
     let mut buf = [0u8; 48];
     let mut at = buf.len();
-    let micros = d.as_micros();
-    let (mut millis, mut fraction) = (micros / 1_000, micros % 1_000);
-    for i in 0..4 {
-        let byte = if i == 3 {
-            b'.'
-        } else {
-            let digit = (fraction % 10) as u8;
-            fraction /= 10;
-            b'0' + digit
-        };
+    let mut put = |byte: u8| {
         at -= 1;
         if let Some(slot) = buf.get_mut(at) {
             *slot = byte;
         }
+    };
+    let micros = d.as_micros();
+    let (mut millis, mut fraction) = (micros / 1_000, micros % 1_000);
+    for _ in 0..3 {
+        put(b'0' + (fraction % 10) as u8);
+        fraction /= 10;
     }
+    put(b'.');
     loop {
-        at -= 1;
-        if let Some(slot) = buf.get_mut(at) {
-            *slot = b'0' + (millis % 10) as u8;
-        }
+        put(b'0' + (millis % 10) as u8);
         millis /= 10;
         if millis == 0 {
             break;
