@@ -4,11 +4,11 @@
 //! an immutable snapshot swapped atomically on change. Must not touch: the database; a
 //! catalog answers from memory, and a store-backed one refreshes that memory elsewhere.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use hmac::{Hmac, Mac};
+use rustc_hash::{FxHashMap, FxHashSet};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
@@ -82,11 +82,16 @@ pub trait Catalog: Send + Sync + fmt::Debug + 'static {
 }
 
 /// One consistent view of keys, deployments and links.
+///
+/// The maps use the Fx hash instead of SipHash: every request looks up its key, its
+/// deployment and the link between them. Nothing a client sends is ever inserted (the
+/// snapshot is built from the store), and key hashes are HMACs under the application secret,
+/// so there is no table an attacker could fill with collisions.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    keys: HashMap<KeyHash, Arc<VirtualKey>>,
-    deployments: HashMap<Arc<str>, Arc<Deployment>>,
-    links: HashMap<VirtualKeyId, HashSet<DeploymentId>>,
+    keys: FxHashMap<KeyHash, Arc<VirtualKey>>,
+    deployments: FxHashMap<Arc<str>, Arc<Deployment>>,
+    links: FxHashMap<VirtualKeyId, FxHashSet<DeploymentId>>,
 }
 
 impl Snapshot {
