@@ -54,7 +54,28 @@ pub enum Endpoint {
     Embeddings,
 }
 
+impl UsageSource {
+    /// The serde name (`reported`, `estimated`, `none`), as the API and the request-log
+    /// tables write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Reported => "reported",
+            UsageSource::Estimated => "estimated",
+            UsageSource::None => "none",
+        }
+    }
+}
+
 impl Endpoint {
+    /// The serde name (`chat_completions`, `embeddings`), as the API and the request-log
+    /// tables write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
     /// The path below `/v1/` (and below Azure's deployment path).
     pub fn path(self) -> &'static str {
         match self {
@@ -219,5 +240,30 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serde_names() {
+        for source in [
+            UsageSource::Reported,
+            UsageSource::Estimated,
+            UsageSource::None,
+        ] {
+            assert_eq!(
+                serde_json::to_value(source).ok(),
+                Some(source.as_str().into())
+            );
+        }
+        for endpoint in [Endpoint::ChatCompletions, Endpoint::Embeddings] {
+            assert_eq!(
+                serde_json::to_value(endpoint).ok(),
+                Some(endpoint.as_str().into())
+            );
+        }
     }
 }

@@ -20,7 +20,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use llmur_core::StoreResult;
 
 use super::error::{DbResult, from_pool, internal, unavailable};
-use super::rows::{RequestLogColumns, RequestLogRow};
+use super::rows::{NewRequestLogRow, RequestLogColumns};
 use super::{BoxFut, higher_ranked, redact};
 
 /// The connection type the shared queries run on.
@@ -127,7 +127,7 @@ impl PostgresStore {
 /// column is one array parameter, so the statement is the same for every batch, prepared
 /// once per connection, and a single statement is atomic without a transaction around it
 /// (which would cost a `BEGIN` and a `COMMIT` round trip per batch).
-async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
+async fn write_log_rows(db: &Db, rows: Vec<NewRequestLogRow>) -> StoreResult<()> {
     db.read(move |conn| {
         Box::pin(async move {
             log_insert::InsertLogs(RequestLogColumns::new(&rows))

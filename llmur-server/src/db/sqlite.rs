@@ -25,7 +25,7 @@ use llmur_core::StoreResult;
 use tokio::sync::Mutex;
 
 use super::error::{DbResult, from_pool, internal, unavailable};
-use super::rows::RequestLogRow;
+use super::rows::NewRequestLogRow;
 use super::{BoxFut, higher_ranked};
 
 /// The connection type the shared queries run on.
@@ -193,8 +193,8 @@ impl SqliteStore {
 /// per connection and finds it by its type (see `log_insert`).
 fn insert_logs_head<'r>(
     conn: &mut diesel::SqliteConnection,
-    rows: &'r [RequestLogRow],
-) -> QueryResult<&'r [RequestLogRow]> {
+    rows: &'r [NewRequestLogRow],
+) -> QueryResult<&'r [NewRequestLogRow]> {
     use diesel::query_dsl::methods::ExecuteDsl;
     macro_rules! insert_head {
         ($($n:literal),+) => {
@@ -226,7 +226,7 @@ async fn heal(conn: &mut Conn, path: String) -> DbResult<()> {
 /// every blocking hop (a thread wake-up each way) costs more than the rows — `write` would
 /// take three (begin, rows, commit). Multi-row statements because one statement per row
 /// paid diesel's statement lookup and SQLite's step setup per row.
-async fn write_log_rows(db: &Db, rows: Vec<RequestLogRow>) -> StoreResult<()> {
+async fn write_log_rows(db: &Db, rows: Vec<NewRequestLogRow>) -> StoreResult<()> {
     db.on_writer(Mode::Plain, move |conn| {
         Box::pin(async move {
             let inserted = conn

@@ -7,8 +7,8 @@ use llmur_core::{RequestLog, StoreResult, VirtualKeyId};
 
 use super::{Db, write_log_rows};
 use crate::db::rows::{
-    ConnectionDeploymentRow, ConnectionRow, DeploymentRow, ProjectRow, RequestLogRow,
-    VirtualKeyDeploymentRow, VirtualKeyRow, all, id_text,
+    ConnectionDeploymentRow, ConnectionRow, DeploymentRow, NewRequestLogRow, ProjectRow,
+    RequestLogRow, VirtualKeyDeploymentRow, VirtualKeyRow, all, id_text,
 };
 use crate::db::schema::{
     catalog_version, connection_deployments, connections, deployments, projects, request_logs,
@@ -85,7 +85,7 @@ pub(super) async fn insert_request_logs(db: &Db, logs: &[RequestLog]) -> StoreRe
     }
     let rows = logs
         .iter()
-        .map(RequestLogRow::new)
+        .map(NewRequestLogRow::new)
         .collect::<StoreResult<Vec<_>>>()?;
     // How rows are batched is the one backend-specific piece (see the parent).
     write_log_rows(db, rows).await

@@ -8,7 +8,7 @@
 //! same rows.
 //!
 //! Owns: [`InsertLogs`], the statement. Must not touch: batching (the log writer decides the
-//! batch), the row conversion (`rows::RequestLogRow`).
+//! batch), the row conversion (`rows::NewRequestLogRow`).
 //!
 //! Why not diesel's multi-row `INSERT … VALUES`: diesel walks its query tree once per row
 //! to bind that row's twenty values, about 14,000 instructions a row, and each batch size

@@ -11,8 +11,8 @@ use llmur_core::{
 };
 
 use super::{
-    Record, enum_text, from_micros, id_text, json_text, limits_text, micros, parse_enum, parse_id,
-    parse_json, to_i64, to_u64, weight_value,
+    IdText, Record, enum_text, from_micros, id_text, json_text, limits_text, micros, parse_enum,
+    parse_id, parse_json, to_i64, to_u64, weight_value,
 };
 use crate::db::error::internal;
 use crate::db::schema::*;
@@ -371,8 +371,7 @@ macro_rules! request_log_columns {
 }
 pub(crate) use request_log_columns;
 
-/// A request log row (without `seq`, which the database assigns). Each backend inserts
-/// rows its own way (`postgres/log_insert.rs`, `sqlite/log_insert.rs`), reading the fields.
+/// A request log row as read back (without `seq`).
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = request_logs)]
 pub(crate) struct RequestLogRow {
@@ -398,23 +397,52 @@ pub(crate) struct RequestLogRow {
     pub(in crate::db) error: Option<String>,
 }
 
-impl RequestLogRow {
+/// A request log row to insert (without `seq`, which the database assigns). Each backend
+/// inserts rows its own way (`postgres/log_insert.rs`, `sqlite/log_insert.rs`), reading the
+/// fields. The ids are held inline and the enums are static names: a row allocates only the
+/// strings it copies (three, four with an error), where `String` ids and serde-encoded
+/// enums took ten allocations.
+#[derive(Debug)]
+pub(crate) struct NewRequestLogRow {
+    pub(in crate::db) id: IdText,
+    pub(in crate::db) request_id: String,
+    pub(in crate::db) virtual_key_id: IdText,
+    pub(in crate::db) project_id: IdText,
+    pub(in crate::db) deployment_id: IdText,
+    pub(in crate::db) deployment: String,
+    pub(in crate::db) connection_id: IdText,
+    pub(in crate::db) upstream_model: String,
+    pub(in crate::db) endpoint: &'static str,
+    pub(in crate::db) stream: bool,
+    pub(in crate::db) status: i32,
+    pub(in crate::db) prompt_tokens: i64,
+    pub(in crate::db) completion_tokens: i64,
+    pub(in crate::db) usage_source: &'static str,
+    pub(in crate::db) cost_usd: Option<f64>,
+    pub(in crate::db) started_at: i64,
+    pub(in crate::db) ttfb_us: Option<i64>,
+    pub(in crate::db) duration_us: i64,
+    pub(in crate::db) client_disconnected: bool,
+    pub(in crate::db) error: Option<String>,
+}
+
+impl NewRequestLogRow {
     pub(crate) fn new(l: &RequestLog) -> StoreResult<Self> {
         Ok(Self {
-            id: id_text(l.id),
+            id: IdText::new(l.id),
             request_id: l.request_id.clone(),
-            virtual_key_id: id_text(l.virtual_key_id.0),
-            project_id: id_text(l.project_id.0),
-            deployment_id: id_text(l.deployment_id.0),
+            virtual_key_id: IdText::new(l.virtual_key_id.0),
+            project_id: IdText::new(l.project_id.0),
+            deployment_id: IdText::new(l.deployment_id.0),
             deployment: l.deployment.clone(),
-            connection_id: id_text(l.connection_id.0),
+            connection_id: IdText::new(l.connection_id.0),
             upstream_model: l.upstream_model.clone(),
-            endpoint: enum_text(&l.endpoint)?,
+            endpoint: l.endpoint.as_str(),
             stream: l.stream,
             status: i32::from(l.status),
             prompt_tokens: to_i64(l.usage.prompt_tokens, "prompt_tokens")?,
             completion_tokens: to_i64(l.usage.completion_tokens, "completion_tokens")?,
-            usage_source: enum_text(&l.usage_source)?,
+            usage_source: l.usage_source.as_str(),
             cost_usd: l.cost_usd,
             started_at: Millis::from_system(l.started_at).0,
             ttfb_us: l
@@ -456,7 +484,7 @@ pub(crate) struct RequestLogColumns<'a> {
 
 impl<'a> RequestLogColumns<'a> {
     /// The columns of `rows`, in row order.
-    pub(crate) fn new(rows: &'a [RequestLogRow]) -> Self {
+    pub(crate) fn new(rows: &'a [NewRequestLogRow]) -> Self {
         let n = rows.len();
         let mut c = Self {
             id: Vec::with_capacity(n),
@@ -481,20 +509,20 @@ impl<'a> RequestLogColumns<'a> {
             error: Vec::with_capacity(n),
         };
         for r in rows {
-            c.id.push(&r.id);
+            c.id.push(r.id.as_str());
             c.request_id.push(&r.request_id);
-            c.virtual_key_id.push(&r.virtual_key_id);
-            c.project_id.push(&r.project_id);
-            c.deployment_id.push(&r.deployment_id);
+            c.virtual_key_id.push(r.virtual_key_id.as_str());
+            c.project_id.push(r.project_id.as_str());
+            c.deployment_id.push(r.deployment_id.as_str());
             c.deployment.push(&r.deployment);
-            c.connection_id.push(&r.connection_id);
+            c.connection_id.push(r.connection_id.as_str());
             c.upstream_model.push(&r.upstream_model);
-            c.endpoint.push(&r.endpoint);
+            c.endpoint.push(r.endpoint);
             c.stream.push(r.stream);
             c.status.push(r.status);
             c.prompt_tokens.push(r.prompt_tokens);
             c.completion_tokens.push(r.completion_tokens);
-            c.usage_source.push(&r.usage_source);
+            c.usage_source.push(r.usage_source);
             c.cost_usd.push(r.cost_usd);
             c.started_at.push(r.started_at);
             c.ttfb_us.push(r.ttfb_us);

@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
+use diesel::backend::Backend;
 use diesel::prelude::*;
+use diesel::serialize::{Output, ToSql};
+use diesel::sql_types::Text;
 use llmur_core::store::types::*;
 use llmur_core::{ProjectId, StoreError, StoreResult};
 use serde::Serialize;
@@ -31,6 +34,40 @@ pub(crate) fn id_text(id: Uuid) -> String {
     id.hyphenated()
         .encode_lower(&mut Uuid::encode_buffer())
         .to_owned()
+}
+
+/// An id column's text held inline: the 36 characters `id_text` writes, without a `String`
+/// (a request-log row has five ids, one row for every request).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdText([u8; 36]);
+
+impl IdText {
+    pub(crate) fn new(id: Uuid) -> Self {
+        let mut text = [0u8; 36];
+        id.hyphenated().encode_lower(&mut text);
+        Self(text)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Always ASCII: hex digits and hyphens.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for IdText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<DB> ToSql<Text, DB> for IdText
+where
+    DB: Backend,
+    str: ToSql<Text, DB>,
+{
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> diesel::serialize::Result {
+        <str as ToSql<Text, DB>>::to_sql(self.as_str(), out)
+    }
 }
 
 fn parse_id(text: &str) -> StoreResult<Uuid> {
@@ -140,8 +177,8 @@ mod catalog;
 
 pub(crate) use catalog::{
     ConnectionChanges, ConnectionDeploymentRow, ConnectionRow, DeploymentChanges, DeploymentRow,
-    RequestLogColumns, RequestLogRow, VirtualKeyChanges, VirtualKeyDeploymentRow, VirtualKeyRow,
-    request_log_columns,
+    NewRequestLogRow, RequestLogColumns, RequestLogRow, VirtualKeyChanges, VirtualKeyDeploymentRow,
+    VirtualKeyRow, request_log_columns,
 };
 
 // --- users and sessions
@@ -413,6 +450,14 @@ pub(crate) fn missing(what: &str, id: impl std::fmt::Display) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_ids_read_like_id_text() {
+        for id in [Uuid::nil(), Uuid::max(), Uuid::new_v4(), Uuid::now_v7()] {
+            assert_eq!(IdText::new(id).as_str(), id_text(id));
+            assert_eq!(format!("{:?}", IdText::new(id)), id_text(id));
+        }
+    }
 
     #[test]
     fn enums_use_their_api_names() {

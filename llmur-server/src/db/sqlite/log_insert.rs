@@ -3,7 +3,7 @@
 //!
 //! Owns: [`InsertLogRows`], the statement for `N` rows. Must not touch: how a batch is cut
 //! into sizes and the transaction around it (the parent), the row conversion
-//! (`rows::RequestLogRow`).
+//! (`rows::NewRequestLogRow`).
 //!
 //! Why not diesel's `insert_into(…).values(&[row; N])`: on SQLite that goes through diesel's
 //! batch-insert wrapper, which walks every row's `Insertable` tuple of twenty
@@ -16,10 +16,10 @@ use diesel::QueryResult;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sqlite::Sqlite;
 
-use crate::db::rows::{RequestLogRow, request_log_columns};
+use crate::db::rows::{NewRequestLogRow, request_log_columns};
 
 /// `INSERT` of exactly `N` rows; run it with `diesel::query_dsl::methods::ExecuteDsl`.
-pub(super) struct InsertLogRows<'a, const N: usize>(pub(super) &'a [RequestLogRow; N]);
+pub(super) struct InsertLogRows<'a, const N: usize>(pub(super) &'a [NewRequestLogRow; N]);
 
 /// [`InsertLogRows`]' query id: one prepared statement per row count.
 pub(super) struct InsertLogRowsId<const N: usize>;
