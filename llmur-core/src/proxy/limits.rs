@@ -502,6 +502,32 @@ mod tests {
         assert_eq!(format_reset(59_001), "59.001s");
         assert_eq!(format_reset(60_000), "1m0s");
         assert_eq!(format_reset(3_600_010), "1h0m0.01s");
+        assert_eq!(format_reset(8_005), "8.005s");
+        assert_eq!(format_reset(0), "0ms");
+        assert_eq!(format_reset(i64::MIN), "0ms");
+        assert_eq!(format_reset(i64::MAX), "2562047788015h12m55.807s");
+    }
+
+    #[test]
+    fn ratelimit_values_read_right() {
+        let mut out = Vec::new();
+        push_ratelimit_headers(&mut out, "requests", 0, u64::MAX, 1_500);
+        push_ratelimit_headers(&mut out, "tokens", 1_000_000, i64::MAX as u64, i64::MAX);
+        let got: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap_or("?")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("x-ratelimit-limit-requests", "0"),
+                ("x-ratelimit-remaining-requests", "18446744073709551615"),
+                ("x-ratelimit-reset-requests", "1.5s"),
+                ("x-ratelimit-limit-tokens", "1000000"),
+                ("x-ratelimit-remaining-tokens", "9223372036854775807"),
+                ("x-ratelimit-reset-tokens", "2562047788015h12m55.807s"),
+            ]
+        );
     }
 
     #[test]
