@@ -44,8 +44,8 @@ pub struct App {
     pub sync: Arc<CatalogSync>,
     /// The request-log writer.
     pub writer: LogWriter,
-    /// The last request logs, in memory.
-    pub recent: RecentLogs,
+    /// The last request logs, in memory, when `recent_request_logs` asks for them.
+    pub recent: Option<RecentLogs>,
     /// The redacted database URL, for the start-up line.
     pub database: String,
     /// Redis pub/sub for catalog changes, when Redis is configured.
@@ -103,11 +103,16 @@ impl App {
             .map_err(|e| ConfigError::new(format!("cannot load the catalog: {e}")))?;
 
         let writer = LogWriter::spawn(store.clone(), LogWriterOptions::default());
-        let recent = RecentLogs::new(10_000);
+        let recent =
+            (config.recent_request_logs > 0).then(|| RecentLogs::new(config.recent_request_logs));
         let redis_url = config.redis_url()?;
         let (counter, counter_health, leases) = build_counter(&config, redis_url.as_ref())?;
+        let sink: Arc<dyn UsageSink> = match &recent {
+            Some(recent) => Arc::new(Tee(writer.clone(), recent.clone())),
+            None => Arc::new(writer.clone()),
+        };
         let mut proxy = Proxy::builder(catalog)
-            .usage_sink(Arc::new(Tee(writer.clone(), recent.clone())))
+            .usage_sink(sink)
             .usage_counter(counter.clone())
             .default_completion_tokens(config.rate_limits.default_completion_tokens)
             .max_body_bytes(config.max_body_bytes)

@@ -100,6 +100,13 @@ pub struct Config {
     /// How limits are counted and what happens when Redis is unreachable.
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// How many of the latest request logs
+    /// [`RunningServer::recent_logs`](crate::RunningServer::recent_logs) keeps in memory
+    /// (default 0: none, and no copy of each log). Set in code only, not in the file or the
+    /// environment: for programs that embed the server and read their own logs, and for
+    /// tests. The database holds every log either way.
+    #[serde(skip)]
+    pub recent_request_logs: usize,
 }
 
 /// Rate-limit counting settings (`rate_limits:` in the file).
@@ -698,6 +705,17 @@ mod tests {
         let env = |k: &str| (k == "LLMUR_RATE_LIMITS_LEASE_REQUESTS").then(|| "0".to_owned());
         assert!(c.apply_env(env).is_ok());
         assert_eq!(c.rate_limits.lease_requests, 0);
+    }
+
+    #[test]
+    fn the_in_memory_log_ring_is_off_by_default_and_set_in_code_only() {
+        assert_eq!(Config::default().recent_request_logs, 0);
+        let err = Config::from_yaml("recent_request_logs: 10").err();
+        let err = err.map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|e| e.contains("recent_request_logs")),
+            "refused by name"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Writing request logs to the store in batches, off the request path.
 //!
-//! Owns: [`LogWriter`]. `record` only enqueues into a bounded buffer and returns. A
+//! Owns: [`LogWriter`]. `record` only enqueues into a bounded buffer and returns (with a
+//! `debug` line per attempt, target `llmur::usage`, when that level is on). A
 //! background task writes batches (up to `batch_size` rows, or whatever arrived within
 //! `flush_every`), retrying a failed batch with backoff. Nothing is dropped silently: a
 //! record that cannot be queued (buffer full) or written (retries exhausted) is counted in
@@ -98,6 +99,18 @@ impl LogWriter {
 
 impl UsageSink for LogWriter {
     fn record(&self, log: RequestLog) {
+        tracing::debug!(
+            target: "llmur::usage",
+            request_id = %log.request_id,
+            deployment = %log.deployment,
+            connection = %log.connection_id,
+            status = log.status,
+            prompt_tokens = log.usage.prompt_tokens,
+            completion_tokens = log.usage.completion_tokens,
+            duration_ms = log.duration.as_millis() as u64,
+            error = log.error.as_deref(),
+            "attempt"
+        );
         if self.inner.closed.load(Ordering::Acquire) {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(request_id = %log.request_id, "request log arrived after shutdown; dropped");

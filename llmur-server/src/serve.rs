@@ -26,7 +26,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    logs: RecentLogs,
+    logs: Option<RecentLogs>,
     store: Arc<dyn Store>,
     counter: Arc<dyn llmur_core::counter::UsageCounter>,
     counter_health: Option<Arc<llmur_core::counter::FailoverCounter>>,
@@ -58,14 +58,23 @@ impl RunningServer {
         &self.store
     }
 
-    /// The most recent request logs (one per upstream attempt), oldest first.
+    /// The most recent request logs (one per upstream attempt), oldest first: at most
+    /// [`Config::recent_request_logs`](crate::Config::recent_request_logs) of them, and
+    /// none when that is 0 (the default).
     pub fn recent_logs(&self) -> Vec<RequestLog> {
-        self.logs.snapshot()
+        self.logs
+            .as_ref()
+            .map(RecentLogs::snapshot)
+            .unwrap_or_default()
     }
 
-    /// Waits until at least `n` request logs exist or `timeout` passes.
+    /// Waits until at least `n` request logs exist or `timeout` passes; returns at once,
+    /// with none, when `recent_request_logs` is 0.
     pub async fn wait_for_logs(&self, n: usize, timeout: Duration) -> Vec<RequestLog> {
-        self.logs.wait_for(n, timeout).await
+        match &self.logs {
+            Some(logs) => logs.wait_for(n, timeout).await,
+            None => Vec::new(),
+        }
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace period) and

@@ -1,5 +1,5 @@
-//! Where request logs go until the database lands: a bounded in-memory ring and a
-//! `debug` line per attempt (target `llmur::usage`).
+//! The latest request logs in memory, for programs that embed the server and for tests
+//! (`Config::recent_request_logs`; off by default, since the database holds every log).
 //!
 //! Owns: [`RecentLogs`]. `record` never blocks the request for longer than a short mutex
 //! hold; when the ring is full the oldest record is overwritten (counted in `evicted`).
@@ -73,18 +73,6 @@ impl RecentLogs {
 
 impl UsageSink for RecentLogs {
     fn record(&self, log: RequestLog) {
-        tracing::debug!(
-            target: "llmur::usage",
-            request_id = %log.request_id,
-            deployment = %log.deployment,
-            connection = %log.connection_id,
-            status = log.status,
-            prompt_tokens = log.usage.prompt_tokens,
-            completion_tokens = log.usage.completion_tokens,
-            duration_ms = log.duration.as_millis() as u64,
-            error = log.error.as_deref(),
-            "attempt"
-        );
         let mut logs = self
             .inner
             .logs

@@ -648,12 +648,11 @@ virtual_keys:
         redis = redis.url(),
         url = mock.base_url()
     );
-    let server = llmur_server::start(
-        Config::from_yaml(&yaml).expect("config"),
-        std::future::pending(),
-    )
-    .await
-    .expect("server");
+    let mut config = Config::from_yaml(&yaml).expect("config");
+    config.recent_request_logs = 100;
+    let server = llmur_server::start(config, std::future::pending())
+        .await
+        .expect("server");
     let http = reqwest::Client::new();
     let base = server.base_url();
     let answered = |r: reqwest::Response| async move {

@@ -124,7 +124,8 @@ virtual_keys:
         openai = openai.base_url(),
         azure = azure.base_url(),
     );
-    let config = Config::from_yaml(&yaml).expect("test config is valid");
+    let mut config = Config::from_yaml(&yaml).expect("test config is valid");
+    config.recent_request_logs = 10_000;
     let server = llmur_server::start(config, std::future::pending())
         .await
         .expect("server starts");

@@ -23,6 +23,17 @@ struct Limited {
 impl Limited {
     /// `key_limits`, `project_limits`, ... are YAML flow mappings (`{}` for none).
     async fn start(key: &str, project: &str, deployment: &str, connection: &str) -> Self {
+        Self::keeping(key, project, deployment, connection, 1_000).await
+    }
+
+    /// `start`, keeping the last `recent` request logs in memory.
+    async fn keeping(
+        key: &str,
+        project: &str,
+        deployment: &str,
+        connection: &str,
+        recent: usize,
+    ) -> Self {
         let mock = MockServer::start(Flavor::OpenAi).await.expect("mock");
         let yaml = format!(
             r#"
@@ -62,7 +73,8 @@ virtual_keys:
 "#,
             url = mock.base_url()
         );
-        let config = Config::from_yaml(&yaml).expect("config");
+        let mut config = Config::from_yaml(&yaml).expect("config");
+        config.recent_request_logs = recent;
         let server = llmur_server::start(config, std::future::pending())
             .await
             .expect("server");
@@ -329,6 +341,33 @@ async fn streams_carry_the_headers_too() {
     assert_eq!(header(&r, "x-ratelimit-remaining-requests"), "9");
     assert_eq!(header(&r, "x-ratelimit-limit-tokens"), "100000");
     assert!(header(&r, "content-type").starts_with("text/event-stream"));
+}
+
+#[tokio::test]
+async fn by_default_request_logs_go_to_the_database_only() {
+    let s = Limited::keeping("{}", "{}", "{}", "{}", 0).await;
+    let r = s.chat(hello(json!({}))).await;
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await;
+    let asked = tokio::time::Instant::now();
+    let kept = s.server.wait_for_logs(1, Duration::from_secs(60)).await;
+    assert!(kept.is_empty(), "no ring: {kept:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "did not wait for a ring"
+    );
+    assert!(s.server.recent_logs().is_empty());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let stored = s.server.store().list_request_logs(None, 10).await;
+        let stored = stored.expect("the store lists logs");
+        if !stored.is_empty() || tokio::time::Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored.len(), 1, "the log reached the database");
+    assert_eq!(stored[0].status, 200);
 }
 
 #[tokio::test]
