@@ -27,9 +27,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-/// The allocator llmur's binary uses, so the floor differs from llmur only in llmur's work.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The allocator llmur's binary uses, set up the same way (mimalloc in place of malloc,
+// Rust's default allocator on top), so the floor differs from llmur only in llmur's work.
+use mimalloc as _;
 
 /// A pass-through HTTP proxy to one upstream.
 #[derive(Debug, Parser)]
