@@ -373,4 +373,28 @@ mod tests {
             .unwrap();
         assert_eq!(store.catalog_version().await.unwrap(), 1);
     }
+
+    /// `.cargo/config.toml` builds the bundled SQLite in multi-thread mode and without
+    /// memory statistics (no mutex per call or per allocation); deleting that file would
+    /// only make it slower, so this notices.
+    #[test]
+    fn sqlite_is_built_without_per_call_mutexes() {
+        #[derive(diesel::QueryableByName)]
+        struct CompileOption {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let mut conn = open_connection(":memory:").unwrap();
+        let query = diesel::sql_query("PRAGMA compile_options");
+        let options: Vec<String> = diesel::RunQueryDsl::load::<CompileOption>(query, &mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        assert!(options.iter().any(|o| o == "THREADSAFE=2"), "{options:?}");
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
 }
