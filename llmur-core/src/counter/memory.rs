@@ -47,8 +47,17 @@ impl UsageCounter for MemoryCounter {
         // Each ask is added in turn, so asks on the same bucket add up; the first that
         // does not fit takes back those added before it.
         let mut parts: Vec<Part> = Vec::with_capacity(asks.len());
+        // Each window's start and end, worked out once per call (a request asks on up to
+        // 24 buckets over at most five windows).
+        let mut spans: [Option<(i64, i64)>; 5] = [None; 5];
         for ask in asks {
-            let start = ask.bucket.window.start(now_ms);
+            let window = ask.bucket.window;
+            let (start, resets_at) = match spans.get_mut(window.index()) {
+                Some(span) => {
+                    *span.get_or_insert_with(|| (window.start(now_ms), window.end(now_ms)))
+                }
+                None => (window.start(now_ms), window.end(now_ms)),
+            };
             let count = counts.entry((ask.bucket, start));
             let used = match &count {
                 Entry::Occupied(count) => *count.get(),
@@ -67,7 +76,7 @@ impl UsageCounter for MemoryCounter {
                     limit: ask.limit,
                     used,
                     amount: ask.amount,
-                    resets_at: ask.bucket.window.end(now_ms),
+                    resets_at,
                     now_ms,
                 }));
             }
@@ -76,7 +85,7 @@ impl UsageCounter for MemoryCounter {
             parts.push(Part {
                 bucket: ask.bucket,
                 window_start: start,
-                resets_at: ask.bucket.window.end(now_ms),
+                resets_at,
                 amount: ask.amount,
                 limit: ask.limit,
                 used: *used,
