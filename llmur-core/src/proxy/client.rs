@@ -1,8 +1,10 @@
-//! The upstream HTTP client: hyper's pooled client by default, or a reqwest client.
+//! The upstream HTTP client: hyper's connections in llmur's pool by default, or a reqwest
+//! client.
 //!
 //! Owns: [`HttpClient`] and [`UpstreamResponse`], and how their failures become llmur
-//! errors. llmur's own client is hyper-util's pooled client over rustls (the platform's
-//! certificate verifier, HTTP/2 by ALPN): a provider's `http::Request` goes out as it is,
+//! errors. llmur's own client is hyper's HTTP/1.1 and HTTP/2 connections over rustls (the
+//! platform's certificate verifier, HTTP/2 by ALPN), pooled in [`Pool`]: a provider's
+//! `http::Request` goes out as it is,
 //! with nothing printed and parsed again. reqwest costs about 35,000 more instructions
 //! per request (two URL parses, its redirect and retry layers), so it is used only where
 //! it does something llmur's client does not: when the embedder gives one
@@ -20,23 +22,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::{HeaderMap, StatusCode};
-use http_body_util::{BodyDataStream, BodyExt, Full};
-use hyper_util::client::legacy::Client;
+use http_body_util::{BodyDataStream, BodyExt};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::pool::{Failure, Pool, PooledBody};
 use super::urls::UrlCache;
 use crate::error::{Error, ErrorKind};
 
 /// An upstream body, chunk by chunk, as it arrives.
 pub(crate) type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
-
-type HyperClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Idle upstream connections are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-/// At most this many idle connections are kept per upstream host.
-const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 /// The environment variables through which reqwest (and curl) take a proxy.
 const PROXY_VARIABLES: [&str; 6] = [
@@ -51,8 +45,8 @@ const PROXY_VARIABLES: [&str; 6] = [
 /// The client that sends upstream calls.
 #[derive(Clone)]
 pub(crate) enum HttpClient {
-    /// llmur's own: hyper's pooled client (boxed: it is 20 times reqwest's handle).
-    Hyper(Box<HyperClient>),
+    /// llmur's own: hyper's connections in llmur's pool.
+    Hyper(Pool),
     /// A reqwest client, with its upstream URLs parsed once.
     Reqwest(reqwest::Client, Arc<UrlCache>),
 }
@@ -73,7 +67,7 @@ impl HttpClient {
             return reqwest_client(connect_timeout)
                 .map(|client| HttpClient::Reqwest(client, Arc::default()));
         }
-        hyper_client(connect_timeout).map(|client| HttpClient::Hyper(Box::new(client)))
+        hyper_client(connect_timeout).map(HttpClient::Hyper)
     }
 
     /// A reqwest client given by the embedder.
@@ -87,11 +81,11 @@ impl HttpClient {
         request: http::Request<Bytes>,
     ) -> Result<UpstreamResponse, Error> {
         match self {
-            HttpClient::Hyper(client) => {
-                let response = client
-                    .request(request.map(Full::new))
-                    .await
-                    .map_err(|e| transport_error(e.is_connect(), &e))?;
+            HttpClient::Hyper(pool) => {
+                let response = pool.send(request).await.map_err(|failure| match failure {
+                    Failure::Connect(cause) => transport_error(true, &*cause),
+                    Failure::Send(cause) => transport_error(false, &*cause),
+                })?;
                 let (parts, body) = response.into_parts();
                 Ok(UpstreamResponse {
                     status: parts.status,
@@ -122,7 +116,7 @@ pub(crate) struct UpstreamResponse {
 }
 
 enum Body {
-    Hyper(hyper::body::Incoming),
+    Hyper(PooledBody),
     Reqwest(reqwest::Response),
 }
 
@@ -169,7 +163,7 @@ fn names_a_proxy(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
         .any(|name| var(name).is_some_and(|v| !v.is_empty()))
 }
 
-fn hyper_client(connect_timeout: Duration) -> Result<HyperClient, Error> {
+pub(super) fn hyper_client(connect_timeout: Duration) -> Result<Pool, Error> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
@@ -182,12 +176,7 @@ fn hyper_client(connect_timeout: Duration) -> Result<HyperClient, Error> {
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https))
+    Ok(Pool::new(https))
 }
 
 /// rustls with the platform's certificate verifier, as reqwest sets it up: the process's
@@ -207,8 +196,8 @@ fn reqwest_client(connect_timeout: Duration) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .pool_idle_timeout(super::pool::IDLE)
+        .pool_max_idle_per_host(super::pool::MAX_IDLE_PER_HOST)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| {
@@ -354,7 +343,7 @@ mod tests {
             buf.truncate(n);
             buf
         });
-        let client = HttpClient::Hyper(Box::new(hyper_client(Duration::from_secs(5)).unwrap()));
+        let client = HttpClient::Hyper(hyper_client(Duration::from_secs(5)).unwrap());
         let request = http::Request::post(format!("https://127.0.0.1:{port}/v1/chat/completions"))
             .body(Bytes::from_static(b"{}"))
             .unwrap();

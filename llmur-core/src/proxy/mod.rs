@@ -12,6 +12,7 @@ mod forward;
 pub mod headers;
 mod layer;
 mod limits;
+mod pool;
 mod read;
 mod stream;
 mod urls;
