@@ -142,8 +142,9 @@ impl Pool {
                 Checked::H1(sender, host) => self.send_h1(sender, request, &key, host).await,
                 Checked::H2(sender) => {
                     let tried = send_h2(sender, request).await;
-                    if tried.is_err() {
-                        self.inner.forget_h2(&key);
+                    if matches!(tried, Err(Tried::Unsent(_))) {
+                        // Checked out again it would give the request back again.
+                        self.inner.drop_h2(&key);
                     }
                     tried
                 }
@@ -229,10 +230,7 @@ impl Pool {
                 };
                 Ok(response.map(|body| PooledBody::new(body, Some(back))))
             }
-            Err(mut e) => match e.take_message() {
-                Some(request) => Err(Tried::Unsent(request)),
-                None => Err(Tried::Failed(Failure::Send(e.into_error().into()))),
-            },
+            Err(e) => Err(Tried::from(e)),
         }
     }
 }
@@ -244,13 +242,11 @@ async fn send_h2(
     if sender.ready().await.is_err() {
         return Err(Tried::Unsent(request));
     }
-    match sender.try_send_request(request).await {
-        Ok(response) => Ok(response.map(|body| PooledBody::new(body, None))),
-        Err(mut e) => match e.take_message() {
-            Some(request) => Err(Tried::Unsent(request)),
-            None => Err(Tried::Failed(Failure::Send(e.into_error().into()))),
-        },
-    }
+    sender
+        .try_send_request(request)
+        .await
+        .map(|response| response.map(|body| PooledBody::new(body, None)))
+        .map_err(Tried::from)
 }
 
 /// How a try on one connection ended without a response.
@@ -262,6 +258,15 @@ enum Tried {
     /// Not written: the request, to send on another connection.
     Unsent(Request<Full<Bytes>>),
     Failed(Failure),
+}
+
+impl From<hyper::client::conn::TrySendError<Request<Full<Bytes>>>> for Tried {
+    fn from(mut e: hyper::client::conn::TrySendError<Request<Full<Bytes>>>) -> Tried {
+        match e.take_message() {
+            Some(request) => Tried::Unsent(request),
+            None => Tried::Failed(Failure::Send(e.into_error().into())),
+        }
+    }
 }
 
 impl Tried {
@@ -331,11 +336,10 @@ impl Inner {
         None
     }
 
-    fn forget_h2(&self, key: &Key) {
+    /// Forgets the host's HTTP/2 connection (the next request opens another).
+    fn drop_h2(&self, key: &Key) {
         if let Some(host) = self.lock().get_mut(key) {
-            if host.h2.as_ref().is_some_and(Sender2::is_closed) {
-                host.h2 = None;
-            }
+            host.h2 = None;
         }
     }
 
