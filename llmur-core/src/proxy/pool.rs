@@ -15,12 +15,13 @@
 //! back when the body ends. What the legacy client did that matters is kept: a pooled
 //! connection that turns out closed before the request was written gives the request
 //! back, and it goes out on the next connection; idle connections are dropped after
-//! [`IDLE`]; `Host` is set on HTTP/1.1 requests (not on HTTP/2, which carries the
-//! authority in the request's URI).
+//! [`IDLE`], by the next request to their host or else by a sweep every [`SWEEP`] (so a
+//! host no longer used does not keep its connections open); `Host` is set on HTTP/1.1
+//! requests (not on HTTP/2, which carries the authority in the request's URI).
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,9 @@ pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub(crate) const IDLE: Duration = Duration::from_secs(90);
 /// At most this many idle HTTP/1.1 connections are kept per upstream host.
 pub(crate) const MAX_IDLE_PER_HOST: usize = 256;
+/// How often a background task drops the connections idle past [`IDLE`] (and closed ones)
+/// from every host; it runs from the pool's first connection until the pool is dropped.
+pub(crate) const SWEEP: Duration = Duration::from_secs(30);
 
 type Key = (Scheme, Authority);
 type Sender1 = http1::SendRequest<Full<Bytes>>;
@@ -68,6 +72,8 @@ pub(crate) struct Pool {
 struct Inner {
     connector: Connector,
     hosts: Mutex<FxHashMap<Key, Host>>,
+    /// Starts the sweeping task, once, with the first connection.
+    sweeper: Once,
 }
 
 struct Host {
@@ -116,6 +122,7 @@ impl Pool {
             inner: Arc::new(Inner {
                 connector,
                 hosts: Mutex::new(FxHashMap::default()),
+                sweeper: Once::new(),
             }),
         }
     }
@@ -175,6 +182,9 @@ impl Pool {
         uri: Uri,
         key: Key,
     ) -> Result<Response<PooledBody>, Failure> {
+        self.inner.sweeper.call_once(|| {
+            tokio::spawn(sweep_every(SWEEP, Arc::downgrade(&self.inner)));
+        });
         let io = self
             .inner
             .connector
@@ -343,6 +353,19 @@ impl Inner {
         }
     }
 
+    /// Drops every connection idle past [`IDLE`] at `now` or closed, and the hosts left
+    /// with none.
+    fn sweep(&self, now: Instant) {
+        self.lock().retain(|_, host| {
+            host.idle
+                .retain(|(sender, since)| !sender.is_closed() && now.duration_since(*since) < IDLE);
+            if host.h2.as_ref().is_some_and(Sender2::is_closed) {
+                host.h2 = None;
+            }
+            !host.idle.is_empty() || host.h2.is_some()
+        });
+    }
+
     fn put(&self, key: &Key, sender: Sender1) {
         if sender.is_closed() {
             return;
@@ -360,6 +383,21 @@ impl Inner {
             host.idle.drain(..expired + over);
             host.idle.push((sender, now));
         });
+    }
+}
+
+/// Sweeps the pool every `period` until it is dropped.
+async fn sweep_every(period: Duration, pool: Weak<Inner>) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now.
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        inner.sweep(Instant::now());
     }
 }
 
@@ -439,6 +477,8 @@ mod tests {
     struct Upstream {
         port: u16,
         accepted: Arc<AtomicUsize>,
+        /// Connections llmur closed.
+        closed: Arc<AtomicUsize>,
         seen: Arc<Mutex<Vec<String>>>,
     }
 
@@ -446,12 +486,13 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (count, log) = (accepted.clone(), seen.clone());
+        let (count, ended, log) = (accepted.clone(), closed.clone(), seen.clone());
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                let log = log.clone();
+                let (log, ended) = (log.clone(), ended.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
@@ -460,6 +501,7 @@ mod tests {
                             return;
                         };
                         if n == 0 {
+                            ended.fetch_add(1, Ordering::SeqCst);
                             return;
                         }
                         buf.extend_from_slice(&chunk[..n]);
@@ -499,6 +541,7 @@ mod tests {
         Upstream {
             port,
             accepted,
+            closed,
             seen,
         }
     }
@@ -596,6 +639,42 @@ mod tests {
             .port();
         let failure = pool().send(request(port)).await.err().unwrap();
         assert!(matches!(failure, Failure::Connect(_)), "{failure:?}");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_connections_idle_too_long_and_forgets_their_host() {
+        let up = upstream(false).await;
+        let pool = pool();
+        read_all(pool.send(request(up.port)).await.unwrap()).await;
+        pool.inner.sweep(Instant::now());
+        assert_eq!(pool.inner.lock().len(), 1, "a fresh connection stays");
+        pool.inner.sweep(Instant::now() + IDLE);
+        assert!(pool.inner.lock().is_empty(), "an expired one goes, and its host");
+        for _ in 0..100 {
+            if up.closed.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(up.closed.load(Ordering::SeqCst), 1, "the upstream saw it close");
+        // The host comes back with the next request.
+        read_all(pool.send(request(up.port)).await.unwrap()).await;
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.inner.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sweeping_task_ends_with_its_pool() {
+        let pool = pool();
+        let weak = Arc::downgrade(&pool.inner);
+        let sweeping = tokio::spawn(sweep_every(Duration::from_millis(10), weak));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!sweeping.is_finished());
+        drop(pool);
+        tokio::time::timeout(Duration::from_secs(5), sweeping)
+            .await
+            .expect("ended")
+            .unwrap();
     }
 
     #[test]
