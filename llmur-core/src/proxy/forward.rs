@@ -291,7 +291,8 @@ impl Attempt {
             virtual_key_id: cx.key.id,
             project_id: cx.key.project_id,
             deployment_id: deployment.id,
-            deployment: deployment.name.to_string(),
+            // Not `to_string`: on an `Arc<str>` that goes through `Display`.
+            deployment: String::from(&*deployment.name),
             connection_id: connection.id,
             upstream_model: connection.model.clone(),
             endpoint: cx.endpoint,
