@@ -325,7 +325,16 @@ mod tests {
     #[test]
     fn quoted_keys_find_what_a_plain_search_finds_in_quote_dense_json() {
         let event = br#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":"\"usage\": \"model\""},"logprobs":null,"finish_reason":null}],"usage":{"prompt_tokens":1}}"#;
-        for key in ["usage", "model", "content", "refusal", "arguments", "id", "\"", "u"] {
+        for key in [
+            "usage",
+            "model",
+            "content",
+            "refusal",
+            "arguments",
+            "id",
+            "\"",
+            "u",
+        ] {
             let needle = format!("\"{key}\"");
             let plain: Vec<usize> = (0..event.len())
                 .filter(|&i| event[i..].starts_with(needle.as_bytes()))

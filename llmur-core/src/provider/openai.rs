@@ -259,7 +259,10 @@ mod tests {
             assert_eq!(parsed_uri(url).unwrap(), want, "{url}, cached");
         }
         assert!(parsed_uri("http://bad host/").is_err());
-        assert!(parsed_uri("http://bad host/").is_err(), "errors are not cached");
+        assert!(
+            parsed_uri("http://bad host/").is_err(),
+            "errors are not cached"
+        );
     }
 
     #[test]

@@ -649,14 +649,21 @@ mod tests {
         pool.inner.sweep(Instant::now());
         assert_eq!(pool.inner.lock().len(), 1, "a fresh connection stays");
         pool.inner.sweep(Instant::now() + IDLE);
-        assert!(pool.inner.lock().is_empty(), "an expired one goes, and its host");
+        assert!(
+            pool.inner.lock().is_empty(),
+            "an expired one goes, and its host"
+        );
         for _ in 0..100 {
             if up.closed.load(Ordering::SeqCst) == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(up.closed.load(Ordering::SeqCst), 1, "the upstream saw it close");
+        assert_eq!(
+            up.closed.load(Ordering::SeqCst),
+            1,
+            "the upstream saw it close"
+        );
         // The host comes back with the next request.
         read_all(pool.send(request(up.port)).await.unwrap()).await;
         assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
