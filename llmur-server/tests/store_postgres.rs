@@ -6,7 +6,9 @@
 use std::sync::{Arc, Mutex};
 
 use llmur_core::{Store, StoreErrorKind};
-use llmur_server::db::testing::{TempDatabaseGuard, cleanup_all, fresh_postgres_database};
+use llmur_server::db::testing::{
+    TempDatabaseGuard, cleanup_all, fresh_postgres_database, postgres_admin_url,
+};
 use llmur_server::db::{connect, migrate};
 use llmur_testkit::conformance::fixtures::{sample_project, sample_user};
 use llmur_testkit::conformance::run_store_suite;
@@ -131,7 +133,6 @@ async fn unreachable_server_is_unavailable_without_the_password() {
 #[tokio::test]
 async fn dropping_the_guard_removes_the_database() {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    use llmur_server::db::testing::postgres_admin_url;
 
     let (url, guard) = fresh_database().await;
     let schema = url
@@ -164,4 +165,65 @@ async fn dropping_the_guard_removes_the_database() {
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
+}
+
+/// Request-log batches go through a connection of their own (`COPY`). When PostgreSQL
+/// closes it (here: `pg_terminate_backend`), the next batch opens a new one; at most the
+/// batch that finds it broken fails, as `Unavailable`, for the log writer to retry.
+#[tokio::test]
+async fn request_logs_reconnect_after_their_connection_is_terminated() {
+    use llmur_core::VirtualKeyId;
+    use llmur_testkit::conformance::fixtures::sample_request_log;
+
+    let (url, guard) = fresh_database().await;
+    // A name no other test's connections carry, to terminate this store's alone.
+    let name = format!("t{}", uuid::Uuid::new_v4().simple());
+    let store = connect(&format!("{url}&application_name={name}"))
+        .await
+        .expect("connect");
+    let key = VirtualKeyId(uuid::Uuid::now_v7());
+    let logs: Vec<_> = (0..3)
+        .map(|i| sample_request_log(key, 1_700_000_000_000 + i))
+        .collect();
+    store
+        .insert_request_logs(&logs[..2])
+        .await
+        .expect("first batch");
+
+    let terminate = |name: String| async move {
+        let (admin, connection) =
+            tokio_postgres::connect(&postgres_admin_url(), tokio_postgres::NoTls)
+                .await
+                .expect("admin connection");
+        tokio::spawn(connection);
+        let row = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = $1",
+                &[&format!("{name} request logs")],
+            )
+            .await
+            .expect("terminate");
+        row.get::<_, i64>(0)
+    };
+    assert_eq!(terminate(name.clone()).await, 1, "one log connection");
+
+    match store.insert_request_logs(&logs[2..]).await {
+        Ok(()) => {}
+        Err(e) => {
+            assert_eq!(e.kind(), StoreErrorKind::Unavailable, "{e}");
+            store
+                .insert_request_logs(&logs[2..])
+                .await
+                .expect("the retry reconnects");
+        }
+    }
+    let listed = store.list_request_logs(Some(key), 10).await.expect("list");
+    assert_eq!(listed.len(), 3);
+    // Newest first, every field kept (`RequestLog` has no `PartialEq`; its `Debug` shows
+    // every field).
+    assert_eq!(format!("{:?}", listed[0]), format!("{:?}", logs[2]));
+    assert_eq!(terminate(name).await, 1, "a new log connection");
+    drop(store);
+    guard.cleanup().await.expect("removed");
 }

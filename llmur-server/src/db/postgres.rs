@@ -4,8 +4,8 @@
 //! Owns: the pool, migrations (through diesel-async's `AsyncConnectionWrapper`, under an
 //! advisory lock so replicas starting together do not race), and how an operation gets a
 //! connection — reads on a pooled connection, consistent reads in a `REPEATABLE READ, READ
-//! ONLY` transaction, writes in a transaction (request log batches: one statement, see
-//! `postgres/log_insert.rs`). Must not touch: the queries themselves
+//! ONLY` transaction, writes in a transaction (request log batches: one `COPY` on a
+//! connection of their own, see `postgres/log_copy.rs`). Must not touch: the queries themselves
 //! (`ops/`, mounted here with this module's `Conn`, `Db` and `write_log_rows`).
 
 use std::fmt;
@@ -15,12 +15,12 @@ use diesel::sql_types::BigInt;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::bb8::Pool;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use llmur_core::StoreResult;
 
 use super::error::{DbResult, from_pool, internal, unavailable};
-use super::rows::{NewRequestLogRow, RequestLogColumns};
+use super::rows::NewRequestLogRow;
 use super::{BoxFut, higher_ranked, redact};
 
 /// The connection type the shared queries run on.
@@ -28,7 +28,7 @@ pub(crate) type Conn = AsyncPgConnection;
 /// The store type the shared queries take.
 pub(crate) type Db = PostgresStore;
 
-mod log_insert;
+mod log_copy;
 #[expect(
     clippy::duplicate_mod,
     reason = "the shared queries are compiled once per backend, see db/ops/mod.rs"
@@ -51,6 +51,8 @@ const MIGRATION_LOCK: i64 = 0x006c_6c6d_7572;
 /// A PostgreSQL database as a [`Store`](llmur_core::Store).
 pub(crate) struct PostgresStore {
     pool: Pool<Conn>,
+    /// The request log's own connection.
+    logs: log_copy::LogCopier,
     /// The URL without its password.
     target: String,
 }
@@ -76,6 +78,7 @@ impl PostgresStore {
             .map_err(|e| unavailable(format!("cannot open PostgreSQL connections: {e}")))?;
         Ok(Self {
             pool,
+            logs: log_copy::LogCopier::new(url),
             target: redact(url),
         })
     }
@@ -122,21 +125,10 @@ impl PostgresStore {
     }
 }
 
-/// Writes a batch of request log rows with one statement (`postgres/log_insert.rs`) on a
-/// pooled connection (`read`: no transaction): every
-/// column is one array parameter, so the statement is the same for every batch, prepared
-/// once per connection, and a single statement is atomic without a transaction around it
-/// (which would cost a `BEGIN` and a `COMMIT` round trip per batch).
+/// Writes a batch of request log rows with one `COPY` (`postgres/log_copy.rs`), which is
+/// atomic without a transaction around it.
 async fn write_log_rows(db: &Db, rows: Vec<NewRequestLogRow>) -> StoreResult<()> {
-    db.read(move |conn| {
-        Box::pin(async move {
-            log_insert::InsertLogs(RequestLogColumns::new(&rows))
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-    })
-    .await
+    db.logs.write(&rows).await
 }
 
 /// Applies pending migrations to the database at `url`.

@@ -342,7 +342,7 @@ impl Record for VirtualKeyDeploymentRow {
 
 /// Calls `$callback!(prefix…; column: SqlType, …)` with every column a request log row
 /// inserts, in table order: the one list both backends' insert statements are built from
-/// (`postgres/log_insert.rs`, `sqlite/log_insert.rs`), so they cannot miss a column.
+/// (`postgres/log_copy.rs`, `sqlite/log_insert.rs`), so they cannot miss a column.
 macro_rules! request_log_columns {
     ($callback:ident!($($prefix:tt)*)) => {
         $callback!($($prefix)*;
@@ -398,7 +398,7 @@ pub(crate) struct RequestLogRow {
 }
 
 /// A request log row to insert (without `seq`, which the database assigns). Each backend
-/// inserts rows its own way (`postgres/log_insert.rs`, `sqlite/log_insert.rs`), reading the
+/// inserts rows its own way (`postgres/log_copy.rs`, `sqlite/log_insert.rs`), reading the
 /// fields. The ids are held inline and the enums are static names: a row allocates only the
 /// strings it copies (three, four with an error), where `String` ids and serde-encoded
 /// enums took ten allocations.
@@ -453,84 +453,6 @@ impl NewRequestLogRow {
             client_disconnected: l.client_disconnected,
             error: l.error.clone(),
         })
-    }
-}
-
-/// A batch of request log rows turned into one array per column, borrowing the rows: what
-/// PostgreSQL's `unnest` takes to insert the whole batch with one statement.
-#[derive(Debug, Default)]
-pub(crate) struct RequestLogColumns<'a> {
-    pub(crate) id: Vec<&'a str>,
-    pub(crate) request_id: Vec<&'a str>,
-    pub(crate) virtual_key_id: Vec<&'a str>,
-    pub(crate) project_id: Vec<&'a str>,
-    pub(crate) deployment_id: Vec<&'a str>,
-    pub(crate) deployment: Vec<&'a str>,
-    pub(crate) connection_id: Vec<&'a str>,
-    pub(crate) upstream_model: Vec<&'a str>,
-    pub(crate) endpoint: Vec<&'a str>,
-    pub(crate) stream: Vec<bool>,
-    pub(crate) status: Vec<i32>,
-    pub(crate) prompt_tokens: Vec<i64>,
-    pub(crate) completion_tokens: Vec<i64>,
-    pub(crate) usage_source: Vec<&'a str>,
-    pub(crate) cost_usd: Vec<Option<f64>>,
-    pub(crate) started_at: Vec<i64>,
-    pub(crate) ttfb_us: Vec<Option<i64>>,
-    pub(crate) duration_us: Vec<i64>,
-    pub(crate) client_disconnected: Vec<bool>,
-    pub(crate) error: Vec<Option<&'a str>>,
-}
-
-impl<'a> RequestLogColumns<'a> {
-    /// The columns of `rows`, in row order.
-    pub(crate) fn new(rows: &'a [NewRequestLogRow]) -> Self {
-        let n = rows.len();
-        let mut c = Self {
-            id: Vec::with_capacity(n),
-            request_id: Vec::with_capacity(n),
-            virtual_key_id: Vec::with_capacity(n),
-            project_id: Vec::with_capacity(n),
-            deployment_id: Vec::with_capacity(n),
-            deployment: Vec::with_capacity(n),
-            connection_id: Vec::with_capacity(n),
-            upstream_model: Vec::with_capacity(n),
-            endpoint: Vec::with_capacity(n),
-            stream: Vec::with_capacity(n),
-            status: Vec::with_capacity(n),
-            prompt_tokens: Vec::with_capacity(n),
-            completion_tokens: Vec::with_capacity(n),
-            usage_source: Vec::with_capacity(n),
-            cost_usd: Vec::with_capacity(n),
-            started_at: Vec::with_capacity(n),
-            ttfb_us: Vec::with_capacity(n),
-            duration_us: Vec::with_capacity(n),
-            client_disconnected: Vec::with_capacity(n),
-            error: Vec::with_capacity(n),
-        };
-        for r in rows {
-            c.id.push(r.id.as_str());
-            c.request_id.push(&r.request_id);
-            c.virtual_key_id.push(r.virtual_key_id.as_str());
-            c.project_id.push(r.project_id.as_str());
-            c.deployment_id.push(r.deployment_id.as_str());
-            c.deployment.push(&r.deployment);
-            c.connection_id.push(r.connection_id.as_str());
-            c.upstream_model.push(&r.upstream_model);
-            c.endpoint.push(r.endpoint);
-            c.stream.push(r.stream);
-            c.status.push(r.status);
-            c.prompt_tokens.push(r.prompt_tokens);
-            c.completion_tokens.push(r.completion_tokens);
-            c.usage_source.push(r.usage_source);
-            c.cost_usd.push(r.cost_usd);
-            c.started_at.push(r.started_at);
-            c.ttfb_us.push(r.ttfb_us);
-            c.duration_us.push(r.duration_us);
-            c.client_disconnected.push(r.client_disconnected);
-            c.error.push(r.error.as_deref());
-        }
-        c
     }
 }
 

@@ -173,8 +173,8 @@ mod catalog;
 
 pub(crate) use catalog::{
     ConnectionChanges, ConnectionDeploymentRow, ConnectionRow, DeploymentChanges, DeploymentRow,
-    NewRequestLogRow, RequestLogColumns, RequestLogRow, VirtualKeyChanges, VirtualKeyDeploymentRow,
-    VirtualKeyRow, request_log_columns,
+    NewRequestLogRow, RequestLogRow, VirtualKeyChanges, VirtualKeyDeploymentRow, VirtualKeyRow,
+    request_log_columns,
 };
 
 // --- users and sessions

@@ -1,0 +1,1 @@
+ALTER TABLE request_logs ALTER COLUMN seq SET CACHE 1;
