@@ -227,3 +227,31 @@ async fn request_logs_reconnect_after_their_connection_is_terminated() {
     drop(store);
     guard.cleanup().await.expect("removed");
 }
+
+/// PostgreSQL's `text` cannot hold NUL; a log row carrying one (in an upstream's error
+/// message, say) is written with U+FFFD in its place instead of failing its whole batch.
+#[tokio::test]
+async fn request_logs_with_a_nul_are_written_with_a_replacement_character() {
+    use llmur_core::VirtualKeyId;
+    use llmur_testkit::conformance::fixtures::sample_request_log;
+
+    let (store, guard) = fresh_store().await;
+    let key = VirtualKeyId(uuid::Uuid::now_v7());
+    let mut with_nul = sample_request_log(key, 1_700_000_000_001);
+    with_nul.error = Some("upstream said \0 here".to_owned());
+    with_nul.request_id = "req\0".to_owned();
+    let plain = sample_request_log(key, 1_700_000_000_000);
+    store
+        .insert_request_logs(&[plain, with_nul])
+        .await
+        .expect("the batch is written");
+    let listed = store.list_request_logs(Some(key), 10).await.expect("list");
+    assert_eq!(listed.len(), 2, "no row of the batch is lost");
+    assert_eq!(
+        listed[0].error.as_deref(),
+        Some("upstream said \u{FFFD} here")
+    );
+    assert_eq!(listed[0].request_id, "req\u{FFFD}");
+    drop(store);
+    guard.cleanup().await.expect("removed");
+}

@@ -196,10 +196,27 @@ fn put_len(buf: &mut BytesMut, len: usize) {
     buf.put_i32(i32::try_from(len).unwrap_or(i32::MAX));
 }
 
+/// PostgreSQL's `text` cannot hold a NUL character, and one NUL would fail the whole
+/// batch (every retry of it, then all its rows dropped). A NUL can reach a log row in an
+/// upstream's error message or a name given through the admin API, so each is written as
+/// U+FFFD, the replacement character; SQLite keeps it as it is.
+const NUL_REPLACEMENT: &str = "\u{FFFD}";
+
 impl CopyField for str {
     fn put(&self, buf: &mut BytesMut) {
-        put_len(buf, self.len());
-        buf.put_slice(self.as_bytes());
+        if !self.as_bytes().contains(&0) {
+            put_len(buf, self.len());
+            buf.put_slice(self.as_bytes());
+            return;
+        }
+        let nuls = self.bytes().filter(|&b| b == 0).count();
+        put_len(buf, self.len() + nuls * (NUL_REPLACEMENT.len() - 1));
+        for (i, part) in self.split('\0').enumerate() {
+            if i > 0 {
+                buf.put_slice(NUL_REPLACEMENT.as_bytes());
+            }
+            buf.put_slice(part.as_bytes());
+        }
     }
 }
 
@@ -286,6 +303,15 @@ mod tests {
             0, 0, 0, 4, 0, 0, 0, 200, // integer
         ];
         assert_eq!(&buf[..], expected);
+    }
+
+    #[test]
+    fn a_nul_is_written_as_the_replacement_character() {
+        let mut buf = BytesMut::new();
+        "a\0b\0".put(&mut buf);
+        let expected = "a\u{FFFD}b\u{FFFD}";
+        assert_eq!(&buf[..4], &(expected.len() as i32).to_be_bytes());
+        assert_eq!(&buf[4..], expected.as_bytes());
     }
 
     #[test]
