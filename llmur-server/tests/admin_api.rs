@@ -140,6 +140,15 @@ async fn user_bodies_are_checked() {
             Some(&br#"{"email": "a@b.c", "password": "long enough", "extra": 1}"#[..]),
             422,
         ),
+        // Control characters in a name (NUL cannot even be stored in PostgreSQL).
+        (
+            Some(&br#"{"email": "a@b.c", "password": "long enough", "name": "a\u0000b"}"#[..]),
+            422,
+        ),
+        (
+            Some(&br#"{"email": "a@b.c", "password": "long enough", "name": "a\nb"}"#[..]),
+            422,
+        ),
     ] {
         let resp = w
             .send("POST", "/admin/user", &M, body.map(<[u8]>::to_vec))

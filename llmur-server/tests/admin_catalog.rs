@@ -439,6 +439,10 @@ async fn virtual_keys_show_the_key_once() {
         )
         .await;
     assert_eq!(named.json["alias"], "named");
+    let control = w
+        .patch(&path, &w.padmin.who(), json!({"alias": "a\u{0}b"}))
+        .await;
+    assert_eq!(control.status, 422, "{}", control.text);
 
     assert_eq!(
         w.post("/admin/virtual-key", &M, json!({"project_id": unknown()}))

@@ -129,6 +129,11 @@ fn check_alias(alias: &str) -> ApiResult<String> {
     if alias.is_empty() || alias.chars().count() > 200 {
         return Err(ApiError::invalid("alias must be 1 to 200 characters"));
     }
+    if alias.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "alias must not contain control characters",
+        ));
+    }
     Ok(alias.to_owned())
 }
 

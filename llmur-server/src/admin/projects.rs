@@ -83,11 +83,18 @@ pub struct ProjectList {
     pub next_cursor: Option<String>,
 }
 
-/// Trims and checks a project, deployment or similar name.
+/// Trims and checks a project, deployment or similar name: 1 to 200 characters, none of
+/// them a control character (names go into logs, headers and JSON, and PostgreSQL's `text`
+/// cannot hold NUL at all).
 pub(crate) fn check_name(name: &str) -> ApiResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::invalid("name must be 1 to 200 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name must not contain control characters",
+        ));
     }
     Ok(name.to_owned())
 }
