@@ -255,3 +255,16 @@ async fn request_logs_with_a_nul_are_written_with_a_replacement_character() {
     drop(store);
     guard.cleanup().await.expect("removed");
 }
+
+/// A NUL in any text (here a user's name, written past the admin API's checks) is the
+/// caller's error, `Invalid`, not an internal one: PostgreSQL's `text` cannot hold it.
+#[tokio::test]
+async fn a_nul_in_a_value_is_invalid() {
+    let (store, guard) = fresh_store().await;
+    let mut user = sample_user("nul@example.com");
+    user.name = "a\0b".to_owned();
+    let err = store.create_user(user).await.expect_err("refused");
+    assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+    drop(store);
+    guard.cleanup().await.expect("removed");
+}

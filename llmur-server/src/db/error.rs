@@ -72,6 +72,12 @@ pub(crate) fn from_diesel(e: DieselError) -> StoreError {
                 | DatabaseErrorKind::UnableToSendCommand
                 | DatabaseErrorKind::SerializationFailure => unavailable(message),
                 _ if is_locked(&message) => unavailable(message),
+                // PostgreSQL's `text` cannot hold NUL (SQLSTATE 22021, which diesel does not
+                // name): the value is the caller's to change, not a server fault.
+                _ if message.starts_with("invalid byte sequence for encoding") => StoreError::new(
+                    StoreErrorKind::Invalid,
+                    format!("the value cannot be stored ({message})"),
+                ),
                 _ => internal(format!("database error: {message}")),
             }
         }
