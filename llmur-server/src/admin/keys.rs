@@ -20,6 +20,7 @@ use super::error::{ApiError, ApiResult, DeleteResponse, ErrorBody, not_found_as}
 use super::extract::{IdPath, JsonBody, Query, double_option};
 use super::limits::{BudgetLimits, LimitsOut, RequestLimits, TokenLimits, limits_in};
 use super::pagination::{next_cursor, page_request, scan};
+use super::projects::check_label;
 use super::time::rfc3339;
 use crate::security::{mask_key, new_virtual_key};
 
@@ -125,16 +126,7 @@ pub struct KeyList {
 }
 
 fn check_alias(alias: &str) -> ApiResult<String> {
-    let alias = alias.trim();
-    if alias.is_empty() || alias.chars().count() > 200 {
-        return Err(ApiError::invalid("alias must be 1 to 200 characters"));
-    }
-    if alias.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "alias must not contain control characters",
-        ));
-    }
-    Ok(alias.to_owned())
+    check_label("alias", alias)
 }
 
 fn check_description(description: Option<String>) -> ApiResult<Option<String>> {

@@ -83,20 +83,27 @@ pub struct ProjectList {
     pub next_cursor: Option<String>,
 }
 
-/// Trims and checks a project, deployment or similar name: 1 to 200 characters, none of
-/// them a control character (names go into logs, headers and JSON, and PostgreSQL's `text`
-/// cannot hold NUL at all).
+/// Trims and checks a project, deployment or similar name (see [`check_label`]).
 pub(crate) fn check_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("name must be 1 to 200 characters"));
+    check_label("name", name)
+}
+
+/// Trims and checks a name-like `field`: 1 to 200 characters, none of them a control
+/// character (labels go into logs, headers and JSON, and PostgreSQL's `text` cannot hold
+/// NUL at all).
+pub(crate) fn check_label(field: &str, text: &str) -> ApiResult<String> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > 200 {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1 to 200 characters"
+        )));
     }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name must not contain control characters",
-        ));
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
     }
-    Ok(name.to_owned())
+    Ok(text.to_owned())
 }
 
 /// Creates a project; a signed-in creator becomes its admin.

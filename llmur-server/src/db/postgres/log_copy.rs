@@ -198,25 +198,18 @@ fn put_len(buf: &mut BytesMut, len: usize) {
 
 /// PostgreSQL's `text` cannot hold a NUL character, and one NUL would fail the whole
 /// batch (every retry of it, then all its rows dropped). A NUL can reach a log row in an
-/// upstream's error message or a name given through the admin API, so each is written as
-/// U+FFFD, the replacement character; SQLite keeps it as it is.
+/// upstream's error message, say, so each is written as U+FFFD, the replacement
+/// character; SQLite keeps it as it is.
 const NUL_REPLACEMENT: &str = "\u{FFFD}";
 
 impl CopyField for str {
     fn put(&self, buf: &mut BytesMut) {
-        if !self.as_bytes().contains(&0) {
-            put_len(buf, self.len());
-            buf.put_slice(self.as_bytes());
-            return;
+        if self.as_bytes().contains(&0) {
+            // Rare enough that a copy of the string does not matter.
+            return self.replace('\0', NUL_REPLACEMENT).as_str().put(buf);
         }
-        let nuls = self.bytes().filter(|&b| b == 0).count();
-        put_len(buf, self.len() + nuls * (NUL_REPLACEMENT.len() - 1));
-        for (i, part) in self.split('\0').enumerate() {
-            if i > 0 {
-                buf.put_slice(NUL_REPLACEMENT.as_bytes());
-            }
-            buf.put_slice(part.as_bytes());
-        }
+        put_len(buf, self.len());
+        buf.put_slice(self.as_bytes());
     }
 }
 
