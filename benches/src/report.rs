@@ -52,7 +52,10 @@ pub fn render(r: &Results) -> String {
             Some(false) => "FAIL",
             None => "n/a ",
         };
-        let _ = writeln!(o, "{verdict}  {:<66} {}", c.target, c.measured);
+        let rounds = c.rounds.map_or(String::new(), |t| {
+            format!("  [met in {} of {} rounds]", t.met, t.judged)
+        });
+        let _ = writeln!(o, "{verdict}  {:<66} {}{rounds}", c.target, c.measured);
     }
     if !r.notes.is_empty() {
         let _ = writeln!(o, "\n== Notes: the processes logged warnings or errors");

@@ -101,6 +101,31 @@ pub struct Check {
     pub measured: String,
     /// `None` when it could not be judged (the arm or scenario did not run).
     pub pass: Option<bool>,
+    /// The same target judged on each round alone (rounds run every arm back to back, so
+    /// a round's figures are paired): how firm the verdict on the medians is. `None` for
+    /// targets measured once (memory, cold start).
+    pub rounds: Option<RoundTally>,
+}
+
+/// In how many rounds a target was met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RoundTally {
+    /// Rounds that met it.
+    pub met: usize,
+    /// Rounds that could be judged (both figures measured, a positive baseline).
+    pub judged: usize,
+}
+
+impl RoundTally {
+    /// Tallies per-round verdicts; `None` entries could not be judged.
+    pub fn of(verdicts: impl IntoIterator<Item = Option<bool>>) -> Option<RoundTally> {
+        let mut tally = RoundTally { met: 0, judged: 0 };
+        for pass in verdicts.into_iter().flatten() {
+            tally.judged += 1;
+            tally.met += usize::from(pass);
+        }
+        (tally.judged > 0).then_some(tally)
+    }
 }
 
 /// The whole run.
@@ -153,6 +178,22 @@ impl Results {
     pub fn throughput(&self, arm: Arm, payload: Payload) -> Option<f64> {
         let rounds = self.arms.get(&arm)?.throughput.get(&payload)?;
         median_by(rounds, |r| Some(r.rps))
+    }
+
+    /// Per round, `arm`'s throughput over `base`'s of the same round, for `payload`.
+    pub fn throughput_ratios(&self, arm: Arm, base: Arm, payload: Payload) -> Vec<f64> {
+        let rounds = |a: Arm| {
+            self.arms
+                .get(&a)
+                .and_then(|r| r.throughput.get(&payload))
+                .map_or(&[][..], Vec::as_slice)
+        };
+        rounds(arm)
+            .iter()
+            .zip(rounds(base))
+            .filter(|(_, b)| b.rps > 0.0)
+            .map(|(a, b)| a.rps / b.rps)
+            .collect()
     }
 
     /// Median proxy CPU seconds per 1,000 answers of `arm` for `payload`.
@@ -216,11 +257,21 @@ pub fn median_of(rounds: &[LatencyRound], pick: Pick) -> Option<f64> {
 
 /// Median over rounds of (arm − baseline) for a figure, rounds paired by index, µs.
 pub fn added(rounds: &[LatencyRound], baseline: &[LatencyRound], pick: Pick) -> Option<f64> {
-    let diffs: Vec<f64> = rounds
+    median(&added_per_round(rounds, baseline, pick))
+}
+
+/// Per round, (arm − baseline) for a figure, rounds paired by index, µs; `NaN` for a
+/// round where either measured nothing (so the indices stay those of the rounds).
+pub fn added_per_round(rounds: &[LatencyRound], baseline: &[LatencyRound], pick: Pick) -> Vec<f64> {
+    rounds
         .iter()
         .zip(baseline)
-        .filter(|(a, b)| a.latency.n > 0 && b.latency.n > 0)
-        .map(|(a, b)| pick.of(a) - pick.of(b))
-        .collect();
-    median(&diffs)
+        .map(|(a, b)| {
+            if a.latency.n > 0 && b.latency.n > 0 {
+                pick.of(a) - pick.of(b)
+            } else {
+                f64::NAN
+            }
+        })
+        .collect()
 }

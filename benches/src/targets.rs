@@ -5,7 +5,7 @@
 
 use crate::cli::Arm;
 use crate::payload::Payload;
-use crate::results::{Check, Pick, Results, added, median_of};
+use crate::results::{Check, Pick, Results, RoundTally, added, added_per_round, median_of};
 use crate::stats::median;
 
 /// A rate counts as one the floor "sustains comfortably" up to this share of the floor's
@@ -27,23 +27,27 @@ pub fn check(r: &Results) -> Vec<Check> {
     }) {
         let floor = r.throughput(Arm::Floor, payload);
         let full = r.throughput(arm, payload);
+        let ratios = r.throughput_ratios(arm, Arm::Floor, payload);
+        let spread = spread(&ratios, 100.0, "%");
         out.push(judge(
             format!("{arm} throughput ≥ 70% of floor's ({payload})"),
             full.zip(floor).map(|(f, fl)| {
                 let share = f / fl.max(1e-9);
                 (
-                    format!("{:.0}% ({f:.0} vs {fl:.0} req/s)", share * 100.0),
+                    format!("{:.0}% ({f:.0} vs {fl:.0} req/s){spread}", share * 100.0),
                     share >= 0.7,
                 )
             }),
+            RoundTally::of(ratios.iter().map(|&x| Some(x >= 0.7))),
         ));
     }
     for &payload in &r.plan.payloads {
         let direct = r.latency_rounds(Arm::Direct, payload);
         let full = r.latency_rounds(Arm::Full, payload);
         let floor_rps = r.throughput(Arm::Floor, payload);
+        let comfortable = floor_rps.is_none_or(|t| r.plan.rate <= t * COMFORTABLE_SHARE);
+        let per_round = added_per_round(full, direct, Pick::P99);
         let verdict = added(full, direct, Pick::P99).map(|a| {
-            let comfortable = floor_rps.is_none_or(|t| r.plan.rate <= t * COMFORTABLE_SHARE);
             let share = floor_rps.map_or(String::from("floor throughput not measured"), |t| {
                 format!(
                     "rate = {:.0}% of floor's throughput",
@@ -58,6 +62,11 @@ pub fn check(r: &Results) -> Vec<Check> {
                 r.plan.rate
             ),
             verdict,
+            RoundTally::of(
+                per_round
+                    .iter()
+                    .map(|&a| finite(a).map(|a| a < 1000.0 && comfortable)),
+            ),
         ));
     }
     let optional = [Arm::Early, Arm::NoLease]
@@ -66,9 +75,12 @@ pub fn check(r: &Results) -> Vec<Check> {
     for arm in [Arm::Bare, Arm::Full].into_iter().chain(optional) {
         let direct = r.stream_rounds(Arm::Direct);
         let a = added(r.stream_rounds(arm), direct, Pick::TtfbP50);
+        let per_round = added_per_round(r.stream_rounds(arm), direct, Pick::TtfbP50);
+        let spread = spread(&per_round, 1.0, " µs");
         out.push(judge(
             format!("{arm} streaming TTFB added p50 < 200 µs"),
-            a.map(|a| (format!("{a:.0} µs"), a < 200.0)),
+            a.map(|a| (format!("{a:.0} µs{spread}"), a < 200.0)),
+            RoundTally::of(per_round.iter().map(|&a| finite(a).map(|a| a < 200.0))),
         ));
     }
     for arm in [Arm::Bare, Arm::Full] {
@@ -76,6 +88,7 @@ pub fn check(r: &Results) -> Vec<Check> {
         out.push(judge(
             format!("{arm} idle RSS < 30 MiB"),
             idle.map(|m| (format!("{m:.1} MiB"), m < 30.0)),
+            None,
         ));
     }
     for arm in [Arm::Bare, Arm::Full] {
@@ -91,12 +104,22 @@ pub fn check(r: &Results) -> Vec<Check> {
                     h.rss_mib < 100.0 && h.open == h.streams,
                 )
             }),
+            None,
         ));
     }
     let scale = r.scale.as_ref().map(|s| {
         let small = added(&s.small_rounds, &s.direct, Pick::P50);
         let large = added(&s.large_rounds, &s.direct, Pick::P50);
         (small, large, s.large.0)
+    });
+    let scale_rounds = r.scale.as_ref().and_then(|s| {
+        let small = added_per_round(&s.small_rounds, &s.direct, Pick::P50);
+        let large = added_per_round(&s.large_rounds, &s.direct, Pick::P50);
+        RoundTally::of(small.iter().zip(&large).map(|(&small, &large)| {
+            finite(small)
+                .zip(finite(large))
+                .map(|(small, large)| large <= small.max(small * 1.1))
+        }))
     });
     out.push(judge(
         format!(
@@ -110,11 +133,13 @@ pub fn check(r: &Results) -> Vec<Check> {
                 large <= small.max(small * 1.1),
             ))
         }),
+        scale_rounds,
     ));
     let cold = median(&r.cold_start_ms);
     out.push(judge(
         "llmur-bare cold start < 100 ms (median)".to_owned(),
         cold.map(|c| (format!("{c:.1} ms"), c < 100.0)),
+        None,
     ));
     out
 }
@@ -128,12 +153,21 @@ fn added_vs_floor(r: &Results, payload: Payload, pick: Pick, factor: f64, out: &
         _ => "p50",
     };
     let target = format!("llmur-bare added {name} ≤ {factor}× floor's ({payload})");
+    let floor_rounds = added_per_round(r.latency_rounds(Arm::Floor, payload), direct, pick);
+    let bare_rounds = added_per_round(r.latency_rounds(Arm::Bare, payload), direct, pick);
+    // A round whose floor added nothing (its noise) has no ratio to judge.
+    let rounds = RoundTally::of(bare_rounds.iter().zip(&floor_rounds).map(|(&b, &f)| {
+        finite(b)
+            .zip(finite(f))
+            .and_then(|(b, f)| (f > 0.0).then_some(b <= factor * f))
+    }));
     out.push(match bare.zip(floor) {
         // The floor's added latency vanished in this run's noise: no ratio to judge.
         Some((b, f)) if f <= 0.0 => Check {
             target,
             measured: format!("{b:.0} vs {f:.0} µs: floor's added ≤ 0 (noise; more --rounds)"),
             pass: None,
+            rounds,
         },
         verdict => judge(
             target,
@@ -143,26 +177,173 @@ fn added_vs_floor(r: &Results, payload: Payload, pick: Pick, factor: f64, out: &
                     b <= factor * f,
                 )
             }),
+            rounds,
         ),
     });
 }
 
-fn judge(target: String, verdict: Option<(String, bool)>) -> Check {
+fn judge(target: String, verdict: Option<(String, bool)>, rounds: Option<RoundTally>) -> Check {
     match verdict {
         Some((measured, pass)) => Check {
             target,
             measured,
             pass: Some(pass),
+            rounds,
         },
         None => Check {
             target,
             measured: "not measured".to_owned(),
             pass: None,
+            rounds: None,
         },
+    }
+}
+
+/// `x` unless it is `NaN` (a round that measured nothing).
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// `"; rounds lo–hi<unit>"` over the rounds' figures (scaled), or nothing for fewer than two.
+fn spread(values: &[f64], scale: f64, unit: &str) -> String {
+    let finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let lo = finite.iter().copied().reduce(f64::min);
+    let hi = finite.iter().copied().reduce(f64::max);
+    match lo.zip(hi) {
+        Some((lo, hi)) if finite.len() > 1 => {
+            format!("; rounds {:.0}–{:.0}{unit}", lo * scale, hi * scale)
+        }
+        _ => String::new(),
     }
 }
 
 /// The median latency figure of `arm` for `payload` (for the table).
 pub fn figure(r: &Results, arm: Arm, payload: Payload, pick: Pick) -> Option<f64> {
     median_of(r.latency_rounds(arm, payload), pick)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Args, Plan};
+    use crate::results::{LatencyRound, ThroughputRound};
+    use crate::stats::Summary;
+
+    fn results() -> Results {
+        let args = Args::parse_from(["llmur-bench", "--rounds", "3", "--payloads", "200b"]);
+        Results::new(Plan::from_args(&args), 100.0)
+    }
+
+    fn throughput(rps: f64) -> ThroughputRound {
+        ThroughputRound {
+            rps,
+            completed: 1,
+            errors: 0,
+            cpu_s_per_1k: None,
+        }
+    }
+
+    /// A round whose p50, p99 and time to first byte p50 are all `us`.
+    fn latency(us: f64) -> LatencyRound {
+        let summary = Summary {
+            n: 100,
+            p50: us,
+            p90: us,
+            p99: us,
+            max: us,
+        };
+        LatencyRound {
+            latency: summary,
+            ttfb: summary,
+            errors: 0,
+            late: 0,
+            bytes_per_answer: 0.0,
+            cpu_s_per_1k: None,
+        }
+    }
+
+    fn find<'a>(checks: &'a [Check], target: &str) -> &'a Check {
+        checks
+            .iter()
+            .find(|c| c.target.starts_with(target))
+            .unwrap_or_else(|| panic!("no check {target}"))
+    }
+
+    #[test]
+    fn throughput_is_judged_on_medians_and_tallied_per_round() {
+        let mut r = results();
+        let rounds = |v: &[f64]| v.iter().copied().map(throughput).collect::<Vec<_>>();
+        r.arm(Arm::Floor)
+            .throughput
+            .insert(Payload::Small, rounds(&[100.0, 200.0, 100.0]));
+        // Paired with the floor's rounds: 0.75, 0.325, 0.8.
+        r.arm(Arm::Full)
+            .throughput
+            .insert(Payload::Small, rounds(&[75.0, 65.0, 80.0]));
+        let checks = check(&r);
+        let c = find(&checks, "llmur-full throughput");
+        // Medians: 75 against 100.
+        assert_eq!(c.pass, Some(true));
+        assert!(
+            c.measured.starts_with("75% (75 vs 100 req/s)"),
+            "{}",
+            c.measured
+        );
+        assert!(c.measured.ends_with("; rounds 32–80%"), "{}", c.measured);
+        assert_eq!(c.rounds, Some(RoundTally { met: 2, judged: 3 }));
+    }
+
+    #[test]
+    fn stream_ttfb_is_tallied_per_round() {
+        let mut r = results();
+        let rounds = |v: &[f64]| v.iter().copied().map(latency).collect::<Vec<_>>();
+        r.arm(Arm::Direct).stream = rounds(&[100.0, 100.0, 150.0]);
+        // Added: 150, 190, 210.
+        r.arm(Arm::Bare).stream = rounds(&[250.0, 290.0, 360.0]);
+        let checks = check(&r);
+        let c = find(&checks, "llmur-bare streaming TTFB");
+        assert_eq!(c.pass, Some(true));
+        assert_eq!(c.measured, "190 µs; rounds 150–210 µs");
+        assert_eq!(c.rounds, Some(RoundTally { met: 2, judged: 3 }));
+        // Full did not run: not judged, no tally.
+        let c = find(&checks, "llmur-full streaming TTFB");
+        assert_eq!((c.pass, c.rounds), (None, None));
+    }
+
+    #[test]
+    fn a_round_where_the_floor_added_nothing_is_not_judged() {
+        let mut r = results();
+        let rounds = |v: &[f64]| v.iter().copied().map(latency).collect::<Vec<_>>();
+        r.arm(Arm::Direct)
+            .latency
+            .insert(Payload::Small, rounds(&[100.0, 100.0, 100.0]));
+        // Floor added 100, 0 (noise), 50; bare 140, 40, 120.
+        r.arm(Arm::Floor)
+            .latency
+            .insert(Payload::Small, rounds(&[200.0, 100.0, 150.0]));
+        r.arm(Arm::Bare)
+            .latency
+            .insert(Payload::Small, rounds(&[240.0, 140.0, 220.0]));
+        let checks = check(&r);
+        let c = find(&checks, "llmur-bare added p50");
+        // Medians: 120 against 50 = 2.4×.
+        assert_eq!(c.pass, Some(false));
+        assert_eq!(c.rounds, Some(RoundTally { met: 1, judged: 2 }));
+    }
+
+    #[test]
+    fn a_round_that_measured_nothing_is_left_out() {
+        assert_eq!(
+            RoundTally::of([Some(true), None, Some(false)]),
+            Some(RoundTally { met: 1, judged: 2 })
+        );
+        assert_eq!(RoundTally::of([None, None]), None);
+        assert_eq!(spread(&[f64::NAN, 0.5], 100.0, "%"), "");
+        assert_eq!(
+            spread(&[0.64, f64::NAN, 0.8], 100.0, "%"),
+            "; rounds 64–80%"
+        );
+    }
 }
