@@ -73,6 +73,8 @@ async fn connections_lifecycle_and_the_provider_key_never_leaves() {
         json!({"provider": "openai/v1", "model": "m", "api_endpoint": "http://169.254.169.254/", "api_key": "k"}),
         json!({"provider": "openai/v1", "model": "m", "api_endpoint": "ftp://x", "api_key": "k"}),
         json!({"provider": "openai/v1", "model": "m", "api_endpoint": "https://x", "api_key": "k", "colour": 1}),
+        // PostgreSQL cannot store a NUL: refused whatever the store.
+        json!({"provider": "openai/v1", "model": "gpt\u{0}4o", "api_endpoint": "https://x", "api_key": "k"}),
     ] {
         let resp = w.post("/admin/connection", &M, bad.clone()).await;
         assert_eq!(resp.status, 422, "{bad}: {}", resp.text);

@@ -1,8 +1,8 @@
 //! Request extractors that answer in the admin error format: a JSON body, an id in the
 //! path, a query string.
 //!
-//! Owns: [`JsonBody`] (no or blank body → 400, a body that does not deserialize → 422;
-//! the `Content-Type` is not required), [`IdPath`] (an id that is not a UUID cannot name
+//! Owns: [`JsonBody`] (no or blank body → 400, a body that does not deserialize or holds
+//! a NUL character in any string → 422; the `Content-Type` is not required), [`IdPath`] (an id that is not a UUID cannot name
 //! anything → 404) and [`Query`] (a bad query string → 400), plus the `double_option`
 //! helper for PATCH fields that can be cleared with `null`. Must not touch: authorization.
 
@@ -34,13 +34,37 @@ where
     }
 }
 
-/// Parses a body: blank → 400, not the expected shape → 422.
+/// Parses a body: blank → 400, not the expected shape → 422, a NUL character in any
+/// string → 422. PostgreSQL's `text` cannot hold NUL, so without the last check the same
+/// request would be stored by one backend and refused by another.
 pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("a JSON request body is required"));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+    let value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    if has_nul_escape(bytes) {
+        return Err(ApiError::invalid(
+            "invalid request body: text must not contain NUL (\\u0000) characters",
+        ));
+    }
+    Ok(value)
+}
+
+/// Whether valid JSON `bytes` hold a NUL character. JSON can only write one as the escape
+/// `\u0000` inside a string, and in valid JSON every backslash starts an escape, so
+/// stepping over each escape's backslash and the byte after it finds every `\u0000`
+/// and nothing else (`\\u0000` is a backslash followed by the text `u0000`).
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let escape = rest.get(at + 1..).unwrap_or_default();
+        if escape.starts_with(b"u0000") {
+            return true;
+        }
+        rest = escape.get(1..).unwrap_or_default();
+    }
+    false
 }
 
 /// The `{id}` of a path. Anything that is not a UUID names nothing: 404.
@@ -121,5 +145,32 @@ mod tests {
             status(parse_body(br#"{"x": 1}"#)),
             Some(StatusCode::UNPROCESSABLE_ENTITY)
         );
+    }
+
+    #[test]
+    fn a_nul_in_any_string_is_refused() {
+        let status = |r: ApiResult<Body>| r.err().map(|e| e.status());
+        for body in [
+            &br#"{"note": "a\u0000b"}"#[..],
+            br#"{"note": "\u0000"}"#,
+            // After an escaped backslash, an escaped NUL.
+            br#"{"note": "\\\u0000"}"#,
+        ] {
+            assert_eq!(
+                status(parse_body(body)),
+                Some(StatusCode::UNPROCESSABLE_ENTITY),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // An escaped backslash followed by the text `u0000`, and other escapes: no NUL.
+        for body in [
+            &br#"{"note": "\\u0000"}"#[..],
+            br#"{"note": "\u0001 \n \"u0000\" \\"}"#,
+            br#"{"note": "\u00e9 \ud83d\ude00"}"#,
+        ] {
+            let parsed = parse_body::<Body>(body);
+            assert!(parsed.is_ok(), "{}", String::from_utf8_lossy(body));
+        }
     }
 }
