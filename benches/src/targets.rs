@@ -264,6 +264,14 @@ mod tests {
         }
     }
 
+    fn throughputs(rps: &[f64]) -> Vec<ThroughputRound> {
+        rps.iter().copied().map(throughput).collect()
+    }
+
+    fn latencies(us: &[f64]) -> Vec<LatencyRound> {
+        us.iter().copied().map(latency).collect()
+    }
+
     fn find<'a>(checks: &'a [Check], target: &str) -> &'a Check {
         checks
             .iter()
@@ -274,14 +282,11 @@ mod tests {
     #[test]
     fn throughput_is_judged_on_medians_and_tallied_per_round() {
         let mut r = results();
-        let rounds = |v: &[f64]| v.iter().copied().map(throughput).collect::<Vec<_>>();
-        r.arm(Arm::Floor)
-            .throughput
-            .insert(Payload::Small, rounds(&[100.0, 200.0, 100.0]));
+        let floor = throughputs(&[100.0, 200.0, 100.0]);
+        r.arm(Arm::Floor).throughput.insert(Payload::Small, floor);
         // Paired with the floor's rounds: 0.75, 0.325, 0.8.
-        r.arm(Arm::Full)
-            .throughput
-            .insert(Payload::Small, rounds(&[75.0, 65.0, 80.0]));
+        let full = throughputs(&[75.0, 65.0, 80.0]);
+        r.arm(Arm::Full).throughput.insert(Payload::Small, full);
         let checks = check(&r);
         let c = find(&checks, "llmur-full throughput");
         // Medians: 75 against 100.
@@ -298,10 +303,9 @@ mod tests {
     #[test]
     fn stream_ttfb_is_tallied_per_round() {
         let mut r = results();
-        let rounds = |v: &[f64]| v.iter().copied().map(latency).collect::<Vec<_>>();
-        r.arm(Arm::Direct).stream = rounds(&[100.0, 100.0, 150.0]);
+        r.arm(Arm::Direct).stream = latencies(&[100.0, 100.0, 150.0]);
         // Added: 150, 190, 210.
-        r.arm(Arm::Bare).stream = rounds(&[250.0, 290.0, 360.0]);
+        r.arm(Arm::Bare).stream = latencies(&[250.0, 290.0, 360.0]);
         let checks = check(&r);
         let c = find(&checks, "llmur-bare streaming TTFB");
         assert_eq!(c.pass, Some(true));
@@ -315,17 +319,14 @@ mod tests {
     #[test]
     fn a_round_where_the_floor_added_nothing_is_not_judged() {
         let mut r = results();
-        let rounds = |v: &[f64]| v.iter().copied().map(latency).collect::<Vec<_>>();
-        r.arm(Arm::Direct)
-            .latency
-            .insert(Payload::Small, rounds(&[100.0, 100.0, 100.0]));
-        // Floor added 100, 0 (noise), 50; bare 140, 40, 120.
-        r.arm(Arm::Floor)
-            .latency
-            .insert(Payload::Small, rounds(&[200.0, 100.0, 150.0]));
-        r.arm(Arm::Bare)
-            .latency
-            .insert(Payload::Small, rounds(&[240.0, 140.0, 220.0]));
+        for (arm, us) in [
+            (Arm::Direct, [100.0, 100.0, 100.0]),
+            // Floor added 100, 0 (noise), 50; bare 140, 40, 120.
+            (Arm::Floor, [200.0, 100.0, 150.0]),
+            (Arm::Bare, [240.0, 140.0, 220.0]),
+        ] {
+            r.arm(arm).latency.insert(Payload::Small, latencies(&us));
+        }
         let checks = check(&r);
         let c = find(&checks, "llmur-bare added p50");
         // Medians: 120 against 50 = 2.4×.
