@@ -52,7 +52,9 @@ pub fn render(r: &Results) -> String {
             Some(false) => "FAIL",
             None => "n/a ",
         };
-        let rounds = c.rounds.map_or(String::new(), |t| {
+        // With one round the tally only repeats the verdict.
+        let tally = c.rounds.filter(|_| r.plan.rounds > 1);
+        let rounds = tally.map_or(String::new(), |t| {
             format!("  [met in {} of {} rounds]", t.met, t.judged)
         });
         let _ = writeln!(o, "{verdict}  {:<66} {}{rounds}", c.target, c.measured);
@@ -274,5 +276,32 @@ fn scale(r: &Results, o: &mut String) {
             num(*start, 0),
             num(*rss, 1),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Args, Plan};
+    use crate::results::{Check, RoundTally};
+
+    fn rendered(rounds: &str) -> String {
+        let args = Args::parse_from(["llmur-bench", "--rounds", rounds]);
+        let mut r = Results::new(Plan::from_args(&args), 100.0);
+        r.checks.push(Check {
+            target: "a target".to_owned(),
+            measured: "1 µs".to_owned(),
+            pass: Some(true),
+            rounds: Some(RoundTally { met: 1, judged: 1 }),
+        });
+        render(&r)
+    }
+
+    #[test]
+    fn the_tally_is_printed_when_there_are_rounds_to_tally() {
+        assert!(rendered("3").contains("1 µs  [met in 1 of 1 rounds]"));
+        assert!(!rendered("1").contains("[met in"));
     }
 }
