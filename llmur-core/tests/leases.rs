@@ -115,6 +115,12 @@ async fn leases_spare_the_shared_counter_and_settles_reach_it_exactly() {
     // the first request's (no lease yet) and each spent lease going back.
     let settles = shared.settles.load(Ordering::Relaxed);
     assert!(settles <= calls, "{settles} settles for {calls} reserves");
+    // Leases drawn low were renewed ahead, in the background, by some of those calls.
+    let renewed = leases.renewed_ahead();
+    assert!(
+        renewed >= 1 && renewed < calls,
+        "{renewed} renewals ahead among {calls} reserves"
+    );
     assert_eq!(leases.leases(), 2);
     assert_eq!(
         leases.usage(asks[1].bucket, now).await.expect("usage"),

@@ -295,7 +295,11 @@ async fn health(
             serde_json::json!({"sent": stats.sent(), "dropped": stats.dropped()});
     }
     if let Some(leases) = leases {
-        body["leases"] = serde_json::json!({"held": leases.leases(), "admitted_locally": leases.admitted_locally()});
+        body["leases"] = serde_json::json!({
+            "held": leases.leases(),
+            "admitted_locally": leases.admitted_locally(),
+            "renewed_ahead": leases.renewed_ahead(),
+        });
     }
     json_response(StatusCode::OK, body.to_string())
 }

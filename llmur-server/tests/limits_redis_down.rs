@@ -501,6 +501,10 @@ async fn fail_open_through_a_hung_and_a_dead_redis(lease_requests: u32) {
             health["leases"]["admitted_locally"].as_u64() > Some(0),
             "the big key's requests were admitted from leases: {health}"
         );
+        assert!(
+            health["leases"]["renewed_ahead"].is_u64(),
+            "renewals ahead are counted: {health}"
+        );
     }
     assert_eq!(
         s.mock.request_count(),

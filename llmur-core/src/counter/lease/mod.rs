@@ -86,6 +86,7 @@ impl LeasingCounter {
                 arrived: tokio::sync::Notify::new(),
                 quiet: tokio::sync::Notify::new(),
                 local: AtomicU64::new(0),
+                renewals: AtomicU64::new(0),
             }),
         }
     }
@@ -112,6 +113,12 @@ impl LeasingCounter {
     /// Reserves admitted in process, from leases alone, since start.
     pub fn admitted_locally(&self) -> u64 {
         self.shared.local.load(Ordering::Relaxed)
+    }
+
+    /// Calls on the shared counter that renewed leases ahead, in the background, since
+    /// start: the Redis calls leases cost beyond those of requests that found none.
+    pub fn renewed_ahead(&self) -> u64 {
+        self.shared.renewals.load(Ordering::Relaxed)
     }
 
     /// How many leases are held now.
@@ -274,6 +281,7 @@ impl LeasingCounter {
             // the lease could land in Redis before that answer and not be known here yet.
             let buckets = buckets_of_asks(&asks);
             shared.until_no_calls(&buckets).await;
+            shared.renewals.fetch_add(1, Ordering::Relaxed);
             let answer = shared.inner.reserve(&asks, now_ms).await;
             let Ok(Decision::Admitted(reservation)) = answer else {
                 clear(&shared, &asks);

@@ -31,6 +31,8 @@ pub(super) struct Shared {
     pub(super) quiet: tokio::sync::Notify,
     /// Reserves admitted in process, from leases alone.
     pub(super) local: AtomicU64,
+    /// Calls on the shared counter that renewed leases ahead, in the background.
+    pub(super) renewals: AtomicU64,
     /// The caller's clock (Unix ms) at the last reserve: windows end by it.
     pub(super) caller_ms: AtomicI64,
 }
