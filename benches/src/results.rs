@@ -126,6 +126,12 @@ impl RoundTally {
         }
         (tally.judged > 0).then_some(tally)
     }
+
+    /// Tallies `pass` over per-round figures, leaving out rounds that measured nothing
+    /// (`NaN`).
+    pub fn of_figures(figures: &[f64], pass: impl Fn(f64) -> bool) -> Option<RoundTally> {
+        Self::of(figures.iter().map(|&x| x.is_finite().then(|| pass(x))))
+    }
 }
 
 /// The whole run.

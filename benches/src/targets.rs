@@ -5,7 +5,7 @@
 
 use crate::cli::Arm;
 use crate::payload::Payload;
-use crate::results::{Check, Pick, Results, RoundTally, added, added_per_round, median_of};
+use crate::results::{Check, Pick, Results, RoundTally, added_per_round, median_of};
 use crate::stats::median;
 
 /// A rate counts as one the floor "sustains comfortably" up to this share of the floor's
@@ -38,7 +38,7 @@ pub fn check(r: &Results) -> Vec<Check> {
                     share >= 0.7,
                 )
             }),
-            RoundTally::of(ratios.iter().map(|&x| Some(x >= 0.7))),
+            RoundTally::of_figures(&ratios, |x| x >= 0.7),
         ));
     }
     for &payload in &r.plan.payloads {
@@ -47,7 +47,7 @@ pub fn check(r: &Results) -> Vec<Check> {
         let floor_rps = r.throughput(Arm::Floor, payload);
         let comfortable = floor_rps.is_none_or(|t| r.plan.rate <= t * COMFORTABLE_SHARE);
         let per_round = added_per_round(full, direct, Pick::P99);
-        let verdict = added(full, direct, Pick::P99).map(|a| {
+        let verdict = median(&per_round).map(|a| {
             let share = floor_rps.map_or(String::from("floor throughput not measured"), |t| {
                 format!(
                     "rate = {:.0}% of floor's throughput",
@@ -62,11 +62,7 @@ pub fn check(r: &Results) -> Vec<Check> {
                 r.plan.rate
             ),
             verdict,
-            RoundTally::of(
-                per_round
-                    .iter()
-                    .map(|&a| finite(a).map(|a| a < 1000.0 && comfortable)),
-            ),
+            RoundTally::of_figures(&per_round, |a| a < 1000.0 && comfortable),
         ));
     }
     let optional = [Arm::Early, Arm::NoLease]
@@ -74,13 +70,12 @@ pub fn check(r: &Results) -> Vec<Check> {
         .filter(|arm| r.plan.arms.contains(arm));
     for arm in [Arm::Bare, Arm::Full].into_iter().chain(optional) {
         let direct = r.stream_rounds(Arm::Direct);
-        let a = added(r.stream_rounds(arm), direct, Pick::TtfbP50);
         let per_round = added_per_round(r.stream_rounds(arm), direct, Pick::TtfbP50);
         let spread = spread(&per_round, 1.0, " µs");
         out.push(judge(
             format!("{arm} streaming TTFB added p50 < 200 µs"),
-            a.map(|a| (format!("{a:.0} µs{spread}"), a < 200.0)),
-            RoundTally::of(per_round.iter().map(|&a| finite(a).map(|a| a < 200.0))),
+            median(&per_round).map(|a| (format!("{a:.0} µs{spread}"), a < 200.0)),
+            RoundTally::of_figures(&per_round, |a| a < 200.0),
         ));
     }
     for arm in [Arm::Bare, Arm::Full] {
@@ -107,33 +102,30 @@ pub fn check(r: &Results) -> Vec<Check> {
             None,
         ));
     }
+    // Added p50 per round, small catalog then large.
     let scale = r.scale.as_ref().map(|s| {
-        let small = added(&s.small_rounds, &s.direct, Pick::P50);
-        let large = added(&s.large_rounds, &s.direct, Pick::P50);
-        (small, large, s.large.0)
+        (
+            added_per_round(&s.small_rounds, &s.direct, Pick::P50),
+            added_per_round(&s.large_rounds, &s.direct, Pick::P50),
+        )
     });
-    let scale_rounds = r.scale.as_ref().and_then(|s| {
-        let small = added_per_round(&s.small_rounds, &s.direct, Pick::P50);
-        let large = added_per_round(&s.large_rounds, &s.direct, Pick::P50);
-        RoundTally::of(small.iter().zip(&large).map(|(&small, &large)| {
-            finite(small)
-                .zip(finite(large))
-                .map(|(small, large)| large <= small.max(small * 1.1))
-        }))
-    });
+    let within = |small: f64, large: f64| large <= small.max(small * 1.1);
     out.push(judge(
         format!(
             "{}-key catalog added p50 within 10% of the 10-key one",
-            scale.map_or(r.plan.scale_keys, |s| s.2)
+            r.scale.as_ref().map_or(r.plan.scale_keys, |s| s.large.0)
         ),
-        scale.and_then(|(small, large, _)| {
-            let (small, large) = (small?, large?);
-            Some((
-                format!("{large:.0} vs {small:.0} µs"),
-                large <= small.max(small * 1.1),
-            ))
+        scale.as_ref().and_then(|(small, large)| {
+            let (small, large) = (median(small)?, median(large)?);
+            Some((format!("{large:.0} vs {small:.0} µs"), within(small, large)))
         }),
-        scale_rounds,
+        scale.as_ref().and_then(|(small, large)| {
+            RoundTally::of(small.iter().zip(large).map(|(&small, &large)| {
+                finite(small)
+                    .zip(finite(large))
+                    .map(|(small, large)| within(small, large))
+            }))
+        }),
     ));
     let cold = median(&r.cold_start_ms);
     out.push(judge(
@@ -146,15 +138,14 @@ pub fn check(r: &Results) -> Vec<Check> {
 
 fn added_vs_floor(r: &Results, payload: Payload, pick: Pick, factor: f64, out: &mut Vec<Check>) {
     let direct = r.latency_rounds(Arm::Direct, payload);
-    let floor = added(r.latency_rounds(Arm::Floor, payload), direct, pick);
-    let bare = added(r.latency_rounds(Arm::Bare, payload), direct, pick);
+    let floor_rounds = added_per_round(r.latency_rounds(Arm::Floor, payload), direct, pick);
+    let bare_rounds = added_per_round(r.latency_rounds(Arm::Bare, payload), direct, pick);
+    let (floor, bare) = (median(&floor_rounds), median(&bare_rounds));
     let name = match pick {
         Pick::P99 => "p99",
         _ => "p50",
     };
     let target = format!("llmur-bare added {name} ≤ {factor}× floor's ({payload})");
-    let floor_rounds = added_per_round(r.latency_rounds(Arm::Floor, payload), direct, pick);
-    let bare_rounds = added_per_round(r.latency_rounds(Arm::Bare, payload), direct, pick);
     // A round whose floor added nothing (its noise) has no ratio to judge.
     let rounds = RoundTally::of(bare_rounds.iter().zip(&floor_rounds).map(|(&b, &f)| {
         finite(b)

@@ -2,9 +2,10 @@
 //! path, a query string.
 //!
 //! Owns: [`JsonBody`] (no or blank body → 400, a body that does not deserialize or holds
-//! a NUL character in any string → 422; the `Content-Type` is not required), [`IdPath`] (an id that is not a UUID cannot name
-//! anything → 404) and [`Query`] (a bad query string → 400), plus the `double_option`
-//! helper for PATCH fields that can be cleared with `null`. Must not touch: authorization.
+//! a NUL character in any string → 422; the `Content-Type` is not required), [`IdPath`]
+//! (an id that is not a UUID cannot name anything → 404) and [`Query`] (a bad query
+//! string → 400), plus the `double_option` helper for PATCH fields that can be cleared
+//! with `null`. Must not touch: authorization.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use bytes::Bytes;
