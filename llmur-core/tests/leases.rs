@@ -213,6 +213,58 @@ async fn leases_grow_when_drawn_fast_and_shrink_when_left_unused() {
     assert_eq!(second, first / 2, "the lease shrank");
 }
 
+/// A lease renewed ahead for age is topped up in place by one reserve: nothing goes back
+/// while it is drawn on, and it never holds more unused room than one lease's size.
+#[tokio::test]
+async fn old_leases_are_topped_up_in_place() {
+    let shared = Arc::new(Counted::default());
+    // Renewed for age at a quarter of 300 ms left; 15 ms between requests draws about 15
+    // of a lease's 32 by then, so it is never drawn low.
+    let leases = LeasingCounter::new(shared.clone(), options(300));
+    let ask = Ask {
+        bucket: bucket(Uuid::new_v4(), Metric::Requests),
+        limit: 10_000_000,
+        amount: 1,
+    };
+    let now = now_ms();
+    let mut admitted = 0u64;
+    for _ in 0..60 {
+        let Decision::Admitted(r) = leases.reserve(&[ask], now).await.expect("reserve") else {
+            panic!("refused");
+        };
+        admitted += 1;
+        assert!(leases.settle_now(&r, &[1]), "settled at once");
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let used = shared.inner.usage(ask.bucket, now).await.expect("usage");
+        let held = used - admitted;
+        assert!(held <= 32, "{held} unused room leased after {admitted} requests");
+    }
+    let renewed = leases.renewed_ahead();
+    // One a quarter of the lease's time at most: a topped-up lease is drawn low against
+    // its new room, not the sum of every top-up.
+    assert!(
+        (2..=5).contains(&renewed),
+        "{renewed} renewals in 60 requests over 0.9 s"
+    );
+    assert_eq!(
+        shared.reserves.load(Ordering::Relaxed),
+        2 + renewed,
+        "the first request, the first lease, then one call a renewal"
+    );
+    assert_eq!(
+        shared.settles.load(Ordering::Relaxed),
+        0,
+        "nothing went back while the lease was drawn on"
+    );
+    leases.release_all().await;
+    assert_eq!(shared.settles.load(Ordering::Relaxed), 1, "one return at the end");
+    assert_eq!(
+        shared.inner.usage(ask.bucket, now).await.expect("usage"),
+        admitted,
+        "every request, no lease left"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_counter_admit_exactly_the_limit() {
     let shared = Arc::new(Counted::default());

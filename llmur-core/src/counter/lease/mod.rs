@@ -4,12 +4,16 @@
 //! reserve that misses locally also takes a *lease* on it: `requests` times the ask more,
 //! at most `1/share` of the room the counter last reported. The next requests draw on the
 //! lease without a counter call, and their settles correct it in place; after `ttl` (or at
-//! the window's end) what is left goes back in one settle. A lease is an ordinary
-//! reservation on the shared counter, so the counter never holds more than its limit: the
-//! sum of everything admitted, leased or not, stays within it on every instance together.
-//! What a lease can do is hold room another instance could have used; so a refusal on a
-//! bucket that leases can reach is confirmed once per window, after `ttl` plus a grace
-//! (when every lease taken before it has gone back), before it is given. Leases grow on
+//! the window's end) what is left goes back in one settle. A lease drawn low or near its
+//! `ttl` is renewed ahead, in the background, by one reserve: topped up in place to its
+//! size, so nothing goes back (or, when the room has shrunk below what it still holds,
+//! replaced by a fresh one while the old goes back). A lease is an ordinary reservation on
+//! the shared counter, so the counter never holds more than its limit: the sum of
+//! everything admitted, leased or not, stays within it on every instance together. What a
+//! lease can do is hold room another instance could have used; so a refusal on a bucket
+//! that leases can reach is confirmed once per window, after `ttl` plus a grace (by when
+//! every lease held before it has gone back, or been renewed by a reserve the counter
+//! admitted within the limit), before it is given. Leases grow on
 //! busy buckets and shrink on idle ones ([`LeaseOptions::requests`]). The usage figures
 //! read from the counter are exact: calls whose answers are read and this process's
 //! background changes (renewals, returns, refunds) wait for each other on a bucket, so no
@@ -138,9 +142,11 @@ struct Plan {
     /// Indices (into the asks) of those asked of the shared counter, with the lease
     /// taken on top of each.
     missing: Vec<(usize, u64)>,
-    /// Fresh leases to take in the background, for leases drawn low by this request
+    /// Leases to renew in the background, for leases drawn low or old by this request
     /// (every ask drawn here): nobody waits for them.
     ahead: Vec<Ask>,
+    /// Per ask of `ahead`: whether it tops the lease up in place (else it replaces it).
+    top_ups: Vec<bool>,
     /// Some ask missed while a lease for it is on its way.
     wait: bool,
 }
@@ -156,6 +162,7 @@ impl LeasingCounter {
             draws: Vec::with_capacity(asks.len()),
             missing: Vec::new(),
             ahead: Vec::new(),
+            top_ups: Vec::new(),
             wait: false,
         };
         let mut slots = shared.lock();
@@ -173,7 +180,7 @@ impl LeasingCounter {
             let lease = slot.lease.as_ref();
             let usable = lease.is_some_and(|l| l.usable(ask, now, now_ms));
             let drawn_low =
-                lease.is_some_and(|l| l.unused().saturating_sub(ask.amount) < l.part.amount / 4);
+                lease.is_some_and(|l| l.unused().saturating_sub(ask.amount) < l.sized / 4);
             // What is left of the lease's time.
             let left = lease.map(|l| l.expires.saturating_sub(now));
             let low = drawn_low || left.is_some_and(|t| t < ttl / 4);
@@ -190,6 +197,7 @@ impl LeasingCounter {
             match slot.lease.as_mut() {
                 Some(lease) if usable && extra == 0 => {
                     let part = lease.draw(ask.amount);
+                    let unused = lease.unused();
                     plan.draws.push(part);
                     plan.parts[i] = Some(part);
                     if !refresh && low {
@@ -201,10 +209,14 @@ impl LeasingCounter {
                         };
                         if more > 0 {
                             slot.renewing = true;
+                            // Topped up to `more` in place when it holds less: one call,
+                            // nothing to give back. Otherwise (the room shrank) replaced.
+                            let top_up = more > unused;
                             plan.ahead.push(Ask {
-                                amount: more,
+                                amount: if top_up { more - unused } else { more },
                                 ..*ask
                             });
+                            plan.top_ups.push(top_up);
                         }
                     }
                 }
@@ -255,9 +267,16 @@ impl LeasingCounter {
         replaced
     }
 
-    /// Takes fresh leases for `asks` (the lease amounts alone) in a task of its own; each
-    /// replaces the bucket's current lease, which goes back.
-    fn renew_ahead(&self, asks: Vec<Ask>, now_ms: i64) {
+    /// Renews the leases `plan` found drawn low or old (its `ahead`: the lease amounts
+    /// alone), in a task of its own, in one call: each is topped up in place where the
+    /// plan says so and the answer allows (same window and limit); otherwise the fresh
+    /// lease replaces the bucket's current one, which goes back.
+    fn renew_ahead(&self, plan: &mut Plan, now_ms: i64) {
+        if plan.ahead.is_empty() {
+            return;
+        }
+        let asks = std::mem::take(&mut plan.ahead);
+        let top_ups = std::mem::take(&mut plan.top_ups);
         let shared = self.shared.clone();
         // No lease came of it: whoever waits for one asks itself.
         let clear = move |shared: &Shared, asks: &[Ask]| {
@@ -298,10 +317,13 @@ impl LeasingCounter {
             let mut replaced = Vec::new();
             {
                 let mut slots = shared.lock();
-                for part in &reservation.parts {
+                let expires = now + millis(shared.options.ttl);
+                for (part, &top_up) in reservation.parts.iter().zip(&top_ups) {
                     let slot = slots.entry(part.bucket).or_default();
                     slot.renewing = false;
-                    replaced.extend(slot.grant(part, now + millis(shared.options.ttl)));
+                    if !(top_up && slot.top_up(part, expires)) {
+                        replaced.extend(slot.grant(part, expires));
+                    }
                 }
             }
             shared.arrived.notify_waiters();
@@ -455,15 +477,11 @@ impl UsageCounter for LeasingCounter {
             self.clear_asking(asks, &plan);
             self.shared.undraw(std::mem::take(&mut plan.draws));
             // Whatever it renewed ahead stays asked for.
-            if !plan.ahead.is_empty() {
-                self.renew_ahead(std::mem::take(&mut plan.ahead), now_ms);
-            }
+            self.renew_ahead(&mut plan, now_ms);
             let _ = tokio::time::timeout(WAIT_FOR_LEASE, arrived).await;
             plan = self.plan(asks, now_ms);
         }
-        if !plan.ahead.is_empty() {
-            self.renew_ahead(std::mem::take(&mut plan.ahead), now_ms);
-        }
+        self.renew_ahead(&mut plan, now_ms);
         if plan.missing.is_empty() {
             self.shared.local.fetch_add(1, Ordering::Relaxed);
             // `flatten` cannot tell `collect` how many parts there are: reserve first.

@@ -90,8 +90,33 @@ impl Slot {
                 .saturating_sub(self.in_flight(part.window_start)),
             drawn: 0,
             expires,
+            sized: part.amount,
         });
         old
+    }
+
+    /// Adds `part` (reserved on the lease's bucket by a renewal) to the lease in place and
+    /// gives it until `expires`, if the lease is in the same window under the same limit;
+    /// says whether it did. Nothing goes back: the lease's unused room stays leased.
+    pub(super) fn top_up(&mut self, part: &Part, expires: u64) -> bool {
+        let returning = self.in_flight(part.window_start);
+        let Some(lease) = self
+            .lease
+            .as_mut()
+            .filter(|l| l.part.window_start == part.window_start && l.part.limit == part.limit)
+        else {
+            return false;
+        };
+        lease.part.amount = lease.part.amount.saturating_add(part.amount);
+        // The counter's usage holds the whole lease, topped up, drawn or not.
+        lease.others = part
+            .used
+            .saturating_sub(lease.part.amount)
+            .saturating_sub(returning);
+        lease.expires = expires;
+        lease.sized = lease.unused();
+        self.saw(part.remaining(), part.limit, part.resets_at);
+        true
     }
 
     /// Records the room the counter last reported, its limit and its window's end.
@@ -163,6 +188,9 @@ pub(super) struct Lease {
     pub(super) drawn: u64,
     /// Milliseconds after the epoch from which it is no longer drawn on.
     pub(super) expires: u64,
+    /// Its unused room when it was granted or last topped up: what "drawn low" and "left
+    /// unused" are measured against (`part.amount` sums every top-up).
+    pub(super) sized: u64,
 }
 
 impl Lease {
@@ -240,7 +268,7 @@ impl Shared {
                     .as_ref()
                     .is_some_and(|l| now >= l.expires || now_ms >= l.part.resets_at);
                 if let Some(lease) = slot.lease.take_if(|_| ended) {
-                    if lease.unused() > lease.part.amount / 2 {
+                    if lease.unused() > lease.sized / 2 {
                         // Drawn on too slowly for its size: the next one is smaller.
                         slot.scale = (slot.scale / 2).max(1);
                     }
