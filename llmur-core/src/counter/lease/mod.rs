@@ -166,24 +166,39 @@ impl LeasingCounter {
             wait: false,
         };
         let mut slots = shared.lock();
+        let ttl = millis(shared.options.ttl);
+        // The common case first, one lookup an ask: a lease that serves its ask and is not
+        // low is drawn on whatever the other asks need (only a low lease's fate depends on
+        // them). The rest, from the first ask that is not so, are planned below.
+        let mut first = 0;
+        for ask in asks {
+            let Some(lease) = slots.get_mut(&ask.bucket).and_then(|s| s.lease.as_mut()) else {
+                break;
+            };
+            if !lease.usable(ask, now, now_ms) || lease.low(ask, now, ttl) {
+                break;
+            }
+            let part = lease.draw(ask.amount);
+            plan.draws.push(part);
+            plan.parts[first] = Some(part);
+            first += 1;
+        }
         // When the counter is asked anyway, leases running low are topped up in the same
         // call, so that a request's leases run out together rather than one call each.
-        let refresh = asks.iter().any(|ask| {
+        let refresh = asks.iter().skip(first).any(|ask| {
             !slots
                 .get(&ask.bucket)
                 .and_then(|s| s.lease.as_ref())
                 .is_some_and(|l| l.usable(ask, now, now_ms))
         });
-        let ttl = millis(shared.options.ttl);
-        for (i, ask) in asks.iter().enumerate() {
+        for (i, ask) in asks.iter().enumerate().skip(first) {
             let slot = slots.entry(ask.bucket).or_default();
             let lease = slot.lease.as_ref();
             let usable = lease.is_some_and(|l| l.usable(ask, now, now_ms));
-            let drawn_low =
-                lease.is_some_and(|l| l.unused().saturating_sub(ask.amount) < l.sized / 4);
+            let drawn_low = lease.is_some_and(|l| l.drawn_low(ask));
             // What is left of the lease's time.
             let left = lease.map(|l| l.expires.saturating_sub(now));
-            let low = drawn_low || left.is_some_and(|t| t < ttl / 4);
+            let low = lease.is_some_and(|l| l.low(ask, now, ttl));
             if drawn_low && !slot.renewing && left.is_some_and(|t| t > ttl / 2) {
                 // Run low within half its time: requests in flight hold much of it at
                 // once. The next lease on this bucket is larger.

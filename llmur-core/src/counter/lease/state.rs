@@ -211,6 +211,17 @@ impl Lease {
             && self.drawn.saturating_add(ask.amount) <= self.part.amount
     }
 
+    /// Whether drawing `ask` leaves less than a quarter of the lease's room.
+    pub(super) fn drawn_low(&self, ask: &Ask) -> bool {
+        self.unused().saturating_sub(ask.amount) < self.sized / 4
+    }
+
+    /// Whether it is due for renewal when drawn on for `ask` (`now` and `ttl` in ms): drawn
+    /// low, or less than a quarter of `ttl` left.
+    pub(super) fn low(&self, ask: &Ask, now: u64, ttl: u64) -> bool {
+        self.drawn_low(ask) || self.expires.saturating_sub(now) < ttl / 4
+    }
+
     /// The part a request drawing `amount` holds: its usage as of this draw.
     pub(super) fn draw(&mut self, amount: u64) -> Part {
         self.drawn += amount;
