@@ -58,6 +58,11 @@ impl Arm {
     pub fn is_proxy(self) -> bool {
         self != Arm::Direct
     }
+
+    /// Whether it counts in Redis.
+    pub fn uses_redis(self) -> bool {
+        matches!(self, Arm::Full | Arm::Early | Arm::Redis | Arm::NoLease)
+    }
 }
 
 impl fmt::Display for Arm {

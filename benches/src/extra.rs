@@ -155,12 +155,14 @@ pub async fn scale(env: &mut Env, plan: &Plan, results: &mut Results) -> Result<
         key,
         addr: p.addr,
         pid: Some(p.pid),
+        redis: None,
     };
     let targets = [
         Target {
             key: "direct",
             addr: stack.mock.addr,
             pid: None,
+            redis: None,
         },
         target("bare-small", &small_proc),
         target("bare-large", &large_proc),

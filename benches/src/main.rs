@@ -11,6 +11,7 @@ mod llmur_config;
 mod load;
 mod payload;
 mod procs;
+mod redis_stats;
 mod report;
 mod results;
 mod scenarios;

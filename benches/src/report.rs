@@ -5,8 +5,9 @@
 use std::fmt::Write as _;
 
 use crate::cli::{Arm, Scenario};
-use crate::results::{Pick, Results, added, median_of};
-use crate::stats::median;
+use crate::redis_stats::RedisLoad;
+use crate::results::{LatencyRound, Pick, Results, added, median_of};
+use crate::stats::{median, median_by};
 use crate::targets::figure;
 
 /// `value` with `digits` decimals, or `-`.
@@ -34,6 +35,7 @@ pub fn render(r: &Results) -> String {
     if p.scenarios.contains(&Scenario::Stream) {
         stream(r, &mut o);
     }
+    redis(r, &mut o);
     memory(r, &mut o);
     if !r.cold_start_ms.is_empty() {
         let runs: Vec<String> = r.cold_start_ms.iter().map(|v| format!("{v:.1}")).collect();
@@ -198,6 +200,55 @@ fn stream(r: &Results, o: &mut String) {
     }
 }
 
+/// Redis's work behind the arms that count in it.
+fn redis(r: &Results, o: &mut String) {
+    let p = &r.plan;
+    let mut rows: Vec<(String, Arm, Vec<Option<RedisLoad>>)> = Vec::new();
+    let loads = |rounds: &[LatencyRound]| rounds.iter().map(|x| x.redis).collect();
+    for &arm in p.arms.iter().filter(|a| a.uses_redis()) {
+        if p.scenarios.contains(&Scenario::Throughput) {
+            for &payload in &p.payloads {
+                let load = format!("{} connections, {payload}", p.concurrency);
+                let rounds = r.arms.get(&arm).and_then(|a| a.throughput.get(&payload));
+                let list = rounds.map_or_else(Vec::new, |t| t.iter().map(|x| x.redis).collect());
+                rows.push((load, arm, list));
+            }
+        }
+        if p.scenarios.contains(&Scenario::Latency) {
+            for &payload in &p.payloads {
+                let load = format!("{} req/s, {payload}", p.rate);
+                rows.push((load, arm, loads(r.latency_rounds(arm, payload))));
+            }
+        }
+        if p.scenarios.contains(&Scenario::Stream) {
+            let load = format!("{} streams/s", p.stream_rate);
+            rows.push((load, arm, loads(r.stream_rounds(arm))));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\n== Redis's work per 1,000 requests (script calls; Redis's CPU, ms; medians over rounds)"
+    );
+    let _ = writeln!(
+        o,
+        "{:<24}{:<16}{:>10}{:>10}",
+        "load", "arm", "scripts", "cpu ms"
+    );
+    for (load, arm, rounds) in rows {
+        let _ = writeln!(
+            o,
+            "{:<24}{:<16}{:>10}{:>10}",
+            load,
+            arm.to_string(),
+            num(median_by(&rounds, |x| x.map(|l| l.scripts_per_1k)), 1),
+            num(median_by(&rounds, |x| x.map(|l| l.cpu_ms_per_1k)), 1),
+        );
+    }
+}
+
 fn memory(r: &Results, o: &mut String) {
     let p = &r.plan;
     let _ = writeln!(
@@ -303,5 +354,37 @@ mod tests {
     fn the_tally_is_printed_when_there_are_rounds_to_tally() {
         assert!(rendered("3").contains("1 µs  [met in 1 of 1 rounds]"));
         assert!(!rendered("1").contains("[met in"));
+    }
+
+    #[test]
+    fn redis_work_is_printed_for_the_arms_that_count_in_it() {
+        let args = Args::parse_from(["llmur-bench", "--scenarios", "stream", "--rounds", "3"]);
+        let mut r = Results::new(Plan::from_args(&args), 100.0);
+        let round = |calls: Option<f64>| LatencyRound {
+            latency: Default::default(),
+            ttfb: Default::default(),
+            errors: 0,
+            late: 0,
+            bytes_per_answer: 0.0,
+            cpu_s_per_1k: None,
+            redis: calls.map(|c| RedisLoad {
+                scripts_per_1k: c,
+                cpu_ms_per_1k: c / 10.0,
+            }),
+        };
+        r.arm(Arm::Full).stream = [300.0, 100.0, 200.0].map(|c| round(Some(c))).to_vec();
+        r.arm(Arm::Bare).stream = vec![round(None); 3];
+        let text = render(&r);
+        let section = text
+            .split("== Redis's work")
+            .nth(1)
+            .and_then(|s| s.split("\n\n").next())
+            .unwrap_or_default();
+        let full = section.lines().find(|l| l.contains("llmur-full"));
+        assert!(
+            full.is_some_and(|l| l.ends_with("   200.0      20.0") && l.contains("streams/s")),
+            "{section}"
+        );
+        assert!(!section.contains("llmur-bare"), "{section}");
     }
 }

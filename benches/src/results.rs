@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::cli::{Arm, Plan};
 use crate::payload::Payload;
+use crate::redis_stats::RedisLoad;
 use crate::stats::{Summary, median, median_by};
 
 /// One closed-loop round of one arm.
@@ -22,6 +23,8 @@ pub struct ThroughputRound {
     pub errors: u64,
     /// Proxy CPU (user + system) seconds per 1,000 answers; none for direct.
     pub cpu_s_per_1k: Option<f64>,
+    /// Redis's work per 1,000 answers; none for an arm without Redis.
+    pub redis: Option<RedisLoad>,
 }
 
 /// One open-loop round of one arm.
@@ -39,6 +42,8 @@ pub struct LatencyRound {
     pub bytes_per_answer: f64,
     /// Proxy CPU (user + system) seconds per 1,000 answers; none for direct.
     pub cpu_s_per_1k: Option<f64>,
+    /// Redis's work per 1,000 answers; none for an arm without Redis.
+    pub redis: Option<RedisLoad>,
 }
 
 /// Memory with many streams open at once.

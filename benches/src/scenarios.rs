@@ -10,6 +10,7 @@ use crate::cli::{Arm, Plan};
 use crate::load::{self, Open};
 use crate::payload::{BodyGen, Payload};
 use crate::procs::{ProcStats, cpu_per_1k, mib};
+use crate::redis_stats::RedisStats;
 use crate::results::{LatencyRound, Results, ThroughputRound};
 use crate::stack::{Env, MockMode, Stack};
 use crate::stats::Summary;
@@ -78,6 +79,7 @@ async fn throughput_runs(stack: &Stack, plan: &Plan, results: &mut Results) -> R
         for round in 1..=plan.rounds {
             for &arm in &plan.arms {
                 let before = stack.proc(arm).map(|p| p.stats()).transpose()?;
+                let redis_before = redis_stats(stack.redis(arm)).await?;
                 let run = load::closed_loop(
                     stack.addr(arm)?,
                     &generator,
@@ -86,9 +88,13 @@ async fn throughput_runs(stack: &Stack, plan: &Plan, results: &mut Results) -> R
                 )
                 .await?;
                 let after = stack.proc(arm).map(|p| p.stats()).transpose()?;
+                let redis_after = redis_stats(stack.redis(arm)).await?;
                 let cpu_s_per_1k = before
                     .zip(after)
                     .and_then(|(b, a)| cpu_per_1k(b, a, run.completed));
+                let redis = redis_before
+                    .zip(redis_after)
+                    .and_then(|(b, a)| b.per_1k(a, run.completed));
                 eprintln!(
                     "  round {round} {arm:<10} {payload:>4}: {:>8.0} req/s{}",
                     run.throughput(),
@@ -104,6 +110,7 @@ async fn throughput_runs(stack: &Stack, plan: &Plan, results: &mut Results) -> R
                         completed: run.completed,
                         errors: run.errors,
                         cpu_s_per_1k,
+                        redis,
                     });
             }
         }
@@ -181,26 +188,30 @@ pub async fn open_rounds(
                 key: a,
                 addr,
                 pid: stack.proc(a).map(|p| p.pid),
+                redis: stack.redis(a),
             })
         })
         .collect::<Result<_>>()?;
     open_rounds_at(&targets, plan, generator, rate, label).await
 }
 
-/// Where an open-loop arm sends, and the process whose CPU is charged (none: direct).
+/// Where an open-loop arm sends, the process whose CPU is charged (none: direct), and the
+/// Redis whose work is charged (none: an arm without Redis).
 #[derive(Debug, Clone, Copy)]
-pub struct Target<K> {
+pub struct Target<'a, K> {
     /// The arm's name.
     pub key: K,
     /// Where its requests go.
     pub addr: std::net::SocketAddr,
     /// Its proxy process.
     pub pid: Option<u32>,
+    /// The URL of the Redis it counts in.
+    pub redis: Option<&'a str>,
 }
 
 /// As [`open_rounds`] with explicit targets (the scale run names its own arms).
 pub async fn open_rounds_at<K: Copy + std::fmt::Display>(
-    targets: &[Target<K>],
+    targets: &[Target<'_, K>],
     plan: &Plan,
     generator: &BodyGen,
     rate: f64,
@@ -216,13 +227,17 @@ pub async fn open_rounds_at<K: Copy + std::fmt::Display>(
         for (i, t) in targets.iter().enumerate() {
             let key = t.key;
             let before = t.pid.map(ProcStats::read).transpose()?;
+            let redis_before = redis_stats(t.redis).await?;
             let run =
                 load::open_loop(t.addr, generator, rate, plan.connections, plan.duration).await?;
             let after = t.pid.map(ProcStats::read).transpose()?;
+            let redis_after = redis_stats(t.redis).await?;
             let mut r = latency_round(run);
-            r.cpu_s_per_1k = before
-                .zip(after)
-                .and_then(|(b, a)| cpu_per_1k(b, a, r.latency.n as u64));
+            let n = r.latency.n as u64;
+            r.cpu_s_per_1k = before.zip(after).and_then(|(b, a)| cpu_per_1k(b, a, n));
+            r.redis = redis_before
+                .zip(redis_after)
+                .and_then(|(b, a)| b.per_1k(a, n));
             eprintln!(
                 "  round {round} {key:<14}: p50 {:>8.0} µs  p99 {:>8.0} µs  ttfb p50 {:>8.0} µs{}{}",
                 r.latency.p50,
@@ -239,6 +254,14 @@ pub async fn open_rounds_at<K: Copy + std::fmt::Display>(
     Ok(out)
 }
 
+/// Redis's counters now, if `url` names one.
+async fn redis_stats(url: Option<&str>) -> Result<Option<RedisStats>> {
+    match url {
+        Some(url) => Ok(Some(RedisStats::read(url).await?)),
+        None => Ok(None),
+    }
+}
+
 fn latency_round(mut run: Open) -> LatencyRound {
     let answers = run.latency_us.len().max(1) as f64;
     LatencyRound {
@@ -248,6 +271,7 @@ fn latency_round(mut run: Open) -> LatencyRound {
         late: run.late,
         bytes_per_answer: run.bytes as f64 / answers,
         cpu_s_per_1k: None,
+        redis: None,
     }
 }
 

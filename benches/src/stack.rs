@@ -65,6 +65,7 @@ pub struct Stack {
     pub mock: Proc,
     proxies: Vec<(Arm, Proc)>,
     guards: Vec<TempDatabaseGuard>,
+    redis_url: String,
 }
 
 impl Stack {
@@ -84,6 +85,7 @@ impl Stack {
             mock,
             proxies: Vec::new(),
             guards: Vec::new(),
+            redis_url: env.redis_url.clone(),
         };
         for &arm in arms {
             let proc = match arm {
@@ -100,11 +102,7 @@ impl Stack {
                     };
                     let profile = Profile {
                         database_url,
-                        redis_url: matches!(
-                            arm,
-                            Arm::Full | Arm::Early | Arm::Redis | Arm::NoLease
-                        )
-                        .then(|| env.redis_url.clone()),
+                        redis_url: arm.uses_redis().then(|| env.redis_url.clone()),
                         info_logs: postgres,
                         early: arm == Arm::Early,
                         no_lease: arm == Arm::NoLease,
@@ -141,6 +139,11 @@ impl Stack {
     /// The proxy process of `arm`.
     pub fn proc(&self, arm: Arm) -> Option<&Proc> {
         self.proxies.iter().find(|(a, _)| *a == arm).map(|(_, p)| p)
+    }
+
+    /// The Redis `arm` counts in, if it uses one.
+    pub fn redis(&self, arm: Arm) -> Option<&str> {
+        arm.uses_redis().then_some(self.redis_url.as_str())
     }
 
     /// Stops every process and removes the PostgreSQL schemas.

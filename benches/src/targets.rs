@@ -233,6 +233,7 @@ mod tests {
             completed: 1,
             errors: 0,
             cpu_s_per_1k: None,
+            redis: None,
         }
     }
 
@@ -252,6 +253,7 @@ mod tests {
             late: 0,
             bytes_per_answer: 0.0,
             cpu_s_per_1k: None,
+            redis: None,
         }
     }
 

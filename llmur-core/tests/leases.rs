@@ -237,7 +237,10 @@ async fn old_leases_are_topped_up_in_place() {
         tokio::time::sleep(Duration::from_millis(15)).await;
         let used = shared.inner.usage(ask.bucket, now).await.expect("usage");
         let held = used - admitted;
-        assert!(held <= 32, "{held} unused room leased after {admitted} requests");
+        assert!(
+            held <= 32,
+            "{held} unused room leased after {admitted} requests"
+        );
     }
     let renewed = leases.renewed_ahead();
     // One a quarter of the lease's time at most: a topped-up lease is drawn low against
@@ -257,7 +260,11 @@ async fn old_leases_are_topped_up_in_place() {
         "nothing went back while the lease was drawn on"
     );
     leases.release_all().await;
-    assert_eq!(shared.settles.load(Ordering::Relaxed), 1, "one return at the end");
+    assert_eq!(
+        shared.settles.load(Ordering::Relaxed),
+        1,
+        "one return at the end"
+    );
     assert_eq!(
         shared.inner.usage(ask.bucket, now).await.expect("usage"),
         admitted,
