@@ -63,6 +63,11 @@ impl Arm {
     pub fn uses_redis(self) -> bool {
         matches!(self, Arm::Full | Arm::Early | Arm::Redis | Arm::NoLease)
     }
+
+    /// Whether its catalog and request logs are in PostgreSQL.
+    pub fn uses_postgres(self) -> bool {
+        matches!(self, Arm::Full | Arm::Early | Arm::Pg | Arm::NoLease)
+    }
 }
 
 impl fmt::Display for Arm {

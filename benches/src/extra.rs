@@ -156,6 +156,7 @@ pub async fn scale(env: &mut Env, plan: &Plan, results: &mut Results) -> Result<
         addr: p.addr,
         pid: Some(p.pid),
         redis: None,
+        postgres: false,
     };
     let targets = [
         Target {
@@ -163,6 +164,7 @@ pub async fn scale(env: &mut Env, plan: &Plan, results: &mut Results) -> Result<
             addr: stack.mock.addr,
             pid: None,
             redis: None,
+            postgres: false,
         },
         target("bare-small", &small_proc),
         target("bare-large", &large_proc),

@@ -1,5 +1,6 @@
 //! The processes under test: finding (and building) the binaries, starting them on free
-//! ports, waiting until they listen, and reading their memory and CPU from `/proc`.
+//! ports, waiting until they listen, and reading their memory and CPU from `/proc` (and
+//! the CPU of the machine's PostgreSQL, whose processes the bench does not start).
 //!
 //! Owns: child processes (killed when dropped) and their log files. Must not touch: what
 //! runs inside them.
@@ -255,6 +256,50 @@ fn ask_clock_ticks() -> f64 {
 }
 
 /// CPU seconds per 1,000 requests between two readings of a process.
+/// User + system CPU clock ticks of every `postgres` process on this machine (the server
+/// and its backends, the WAL writer, ...): the test PostgreSQL runs here. A backend that
+/// exits between two readings takes its ticks with it.
+pub fn postgres_cpu_ticks() -> Result<u64> {
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc")? {
+        let path = entry?.path();
+        let is_pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid {
+            continue;
+        }
+        // Gone meanwhile: not counted.
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        ticks += ticks_of(&stat, "postgres").unwrap_or(0);
+    }
+    Ok(ticks)
+}
+
+/// User + system clock ticks in a `/proc/<pid>/stat` line, if its command is `comm`.
+fn ticks_of(stat: &str, comm: &str) -> Option<u64> {
+    let (head, after) = stat.rsplit_once(')')?;
+    if head.split_once('(')?.1 != comm {
+        return None;
+    }
+    // After the command: state is field 3, utime and stime fields 14 and 15.
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU milliseconds per 1,000 requests between two readings of
+/// [`postgres_cpu_ticks`]; none without requests.
+pub fn ticks_ms_per_1k(before: u64, after: u64, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| {
+        after.saturating_sub(before) as f64 / clock_ticks() * 1000.0 * 1000.0 / requests as f64
+    })
+}
+
 pub fn cpu_per_1k(before: ProcStats, after: ProcStats, requests: u64) -> Option<f64> {
     (requests > 0).then(|| {
         after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / clock_ticks() * 1000.0
@@ -265,4 +310,20 @@ pub fn cpu_per_1k(before: ProcStats, after: ProcStats, requests: u64) -> Option<
 /// Bytes as MiB.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_read_for_the_named_command_only() {
+        let stat = "4242 (postgres) S 1 4242 4242 0 -1 4194560 1163 0 0 0 17 5 0 0 20 0 1 0";
+        assert_eq!(ticks_of(stat, "postgres"), Some(22));
+        assert_eq!(ticks_of(stat, "redis-server"), None);
+        // A command name with spaces and parentheses.
+        let odd = "7 (a (b) c) S 1 7 7 0 -1 0 0 0 0 0 3 4 0 0";
+        assert_eq!(ticks_of(odd, "a (b) c"), Some(7));
+        assert_eq!(ticks_of("7 (postgres) S 1", "postgres"), None);
+    }
 }

@@ -35,7 +35,7 @@ pub fn render(r: &Results) -> String {
     if p.scenarios.contains(&Scenario::Stream) {
         stream(r, &mut o);
     }
-    redis(r, &mut o);
+    costs(r, &mut o);
     memory(r, &mut o);
     if !r.cold_start_ms.is_empty() {
         let runs: Vec<String> = r.cold_start_ms.iter().map(|v| format!("{v:.1}")).collect();
@@ -200,29 +200,43 @@ fn stream(r: &Results, o: &mut String) {
     }
 }
 
-/// Redis's work behind the arms that count in it.
-fn redis(r: &Results, o: &mut String) {
+/// One round's cost to the machine: proxy CPU (s per 1,000), Redis's work, PostgreSQL's
+/// CPU (ms per 1,000).
+type Cost = (Option<f64>, Option<RedisLoad>, Option<f64>);
+
+/// What each proxy arm costs the machine per 1,000 requests: its own CPU, and Redis's and
+/// PostgreSQL's work for the arms that use them.
+fn costs(r: &Results, o: &mut String) {
     let p = &r.plan;
-    let mut rows: Vec<(String, Arm, Vec<Option<RedisLoad>>)> = Vec::new();
-    let loads = |rounds: &[LatencyRound]| rounds.iter().map(|x| x.redis).collect();
-    for &arm in p.arms.iter().filter(|a| a.uses_redis()) {
+    let mut rows: Vec<(String, Arm, Vec<Cost>)> = Vec::new();
+    let open = |rounds: &[LatencyRound]| {
+        rounds
+            .iter()
+            .map(|x| (x.cpu_s_per_1k, x.redis, x.postgres_cpu_ms_per_1k))
+            .collect()
+    };
+    for arm in p.proxies() {
         if p.scenarios.contains(&Scenario::Throughput) {
             for &payload in &p.payloads {
                 let load = format!("{} connections, {payload}", p.concurrency);
                 let rounds = r.arms.get(&arm).and_then(|a| a.throughput.get(&payload));
-                let list = rounds.map_or_else(Vec::new, |t| t.iter().map(|x| x.redis).collect());
+                let list = rounds.map_or_else(Vec::new, |t| {
+                    t.iter()
+                        .map(|x| (x.cpu_s_per_1k, x.redis, x.postgres_cpu_ms_per_1k))
+                        .collect()
+                });
                 rows.push((load, arm, list));
             }
         }
         if p.scenarios.contains(&Scenario::Latency) {
             for &payload in &p.payloads {
                 let load = format!("{} req/s, {payload}", p.rate);
-                rows.push((load, arm, loads(r.latency_rounds(arm, payload))));
+                rows.push((load, arm, open(r.latency_rounds(arm, payload))));
             }
         }
         if p.scenarios.contains(&Scenario::Stream) {
             let load = format!("{} streams/s", p.stream_rate);
-            rows.push((load, arm, loads(r.stream_rounds(arm))));
+            rows.push((load, arm, open(r.stream_rounds(arm))));
         }
     }
     if rows.is_empty() {
@@ -230,21 +244,23 @@ fn redis(r: &Results, o: &mut String) {
     }
     let _ = writeln!(
         o,
-        "\n== Redis's work per 1,000 requests (script calls; Redis's CPU, ms; medians over rounds)"
+        "\n== What each arm costs the machine per 1,000 requests (CPU ms of the proxy, Redis and PostgreSQL; Redis script calls; medians over rounds)"
     );
     let _ = writeln!(
         o,
-        "{:<24}{:<16}{:>10}{:>10}",
-        "load", "arm", "scripts", "cpu ms"
+        "{:<24}{:<16}{:>10}{:>10}{:>10}{:>15}",
+        "load", "arm", "proxy", "redis", "postgres", "redis scripts"
     );
     for (load, arm, rounds) in rows {
         let _ = writeln!(
             o,
-            "{:<24}{:<16}{:>10}{:>10}",
+            "{:<24}{:<16}{:>10}{:>10}{:>10}{:>15}",
             load,
             arm.to_string(),
-            num(median_by(&rounds, |x| x.map(|l| l.scripts_per_1k)), 1),
-            num(median_by(&rounds, |x| x.map(|l| l.cpu_ms_per_1k)), 1),
+            num(median_by(&rounds, |x| x.0.map(|s| s * 1000.0)), 1),
+            num(median_by(&rounds, |x| x.1.map(|l| l.cpu_ms_per_1k)), 1),
+            num(median_by(&rounds, |x| x.2), 1),
+            num(median_by(&rounds, |x| x.1.map(|l| l.scripts_per_1k)), 1),
         );
     }
 }
@@ -357,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn redis_work_is_printed_for_the_arms_that_count_in_it() {
+    fn each_arms_cost_to_the_machine_is_printed() {
         let args = Args::parse_from(["llmur-bench", "--scenarios", "stream", "--rounds", "3"]);
         let mut r = Results::new(Plan::from_args(&args), 100.0);
         let round = |calls: Option<f64>| LatencyRound {
@@ -366,25 +382,36 @@ mod tests {
             errors: 0,
             late: 0,
             bytes_per_answer: 0.0,
-            cpu_s_per_1k: None,
+            cpu_s_per_1k: Some(0.05),
             redis: calls.map(|c| RedisLoad {
                 scripts_per_1k: c,
                 cpu_ms_per_1k: c / 10.0,
             }),
+            postgres_cpu_ms_per_1k: calls.map(|c| c / 100.0),
         };
         r.arm(Arm::Full).stream = [300.0, 100.0, 200.0].map(|c| round(Some(c))).to_vec();
         r.arm(Arm::Bare).stream = vec![round(None); 3];
         let text = render(&r);
         let section = text
-            .split("== Redis's work")
+            .split("== What each arm costs")
             .nth(1)
             .and_then(|s| s.split("\n\n").next())
             .unwrap_or_default();
-        let full = section.lines().find(|l| l.contains("llmur-full"));
+        let line = |arm: &str| {
+            section
+                .lines()
+                .find(|l| l.contains(arm))
+                .unwrap_or_default()
+        };
+        assert!(line("llmur-full").contains("streams/s"), "{section}");
         assert!(
-            full.is_some_and(|l| l.ends_with("   200.0      20.0") && l.contains("streams/s")),
+            line("llmur-full").ends_with("50.0      20.0       2.0          200.0"),
             "{section}"
         );
-        assert!(!section.contains("llmur-bare"), "{section}");
+        // Bare uses neither Redis nor PostgreSQL.
+        assert!(
+            line("llmur-bare").ends_with("50.0         -         -              -"),
+            "{section}"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub struct ThroughputRound {
     pub cpu_s_per_1k: Option<f64>,
     /// Redis's work per 1,000 answers; none for an arm without Redis.
     pub redis: Option<RedisLoad>,
+    /// PostgreSQL's CPU milliseconds per 1,000 answers (every `postgres` process of this
+    /// machine); none for an arm without PostgreSQL.
+    pub postgres_cpu_ms_per_1k: Option<f64>,
 }
 
 /// One open-loop round of one arm.
@@ -44,6 +47,9 @@ pub struct LatencyRound {
     pub cpu_s_per_1k: Option<f64>,
     /// Redis's work per 1,000 answers; none for an arm without Redis.
     pub redis: Option<RedisLoad>,
+    /// PostgreSQL's CPU milliseconds per 1,000 answers (every `postgres` process of this
+    /// machine); none for an arm without PostgreSQL.
+    pub postgres_cpu_ms_per_1k: Option<f64>,
 }
 
 /// Memory with many streams open at once.

@@ -9,7 +9,7 @@ use crate::Result;
 use crate::cli::{Arm, Plan};
 use crate::load::{self, Open};
 use crate::payload::{BodyGen, Payload};
-use crate::procs::{ProcStats, cpu_per_1k, mib};
+use crate::procs::{ProcStats, cpu_per_1k, mib, postgres_cpu_ticks, ticks_ms_per_1k};
 use crate::redis_stats::RedisStats;
 use crate::results::{LatencyRound, Results, ThroughputRound};
 use crate::stack::{Env, MockMode, Stack};
@@ -80,6 +80,7 @@ async fn throughput_runs(stack: &Stack, plan: &Plan, results: &mut Results) -> R
             for &arm in &plan.arms {
                 let before = stack.proc(arm).map(|p| p.stats()).transpose()?;
                 let redis_before = redis_stats(stack.redis(arm)).await?;
+                let pg_before = arm.uses_postgres().then(postgres_cpu_ticks).transpose()?;
                 let run = load::closed_loop(
                     stack.addr(arm)?,
                     &generator,
@@ -89,12 +90,16 @@ async fn throughput_runs(stack: &Stack, plan: &Plan, results: &mut Results) -> R
                 .await?;
                 let after = stack.proc(arm).map(|p| p.stats()).transpose()?;
                 let redis_after = redis_stats(stack.redis(arm)).await?;
+                let pg_after = arm.uses_postgres().then(postgres_cpu_ticks).transpose()?;
                 let cpu_s_per_1k = before
                     .zip(after)
                     .and_then(|(b, a)| cpu_per_1k(b, a, run.completed));
                 let redis = redis_before
                     .zip(redis_after)
                     .and_then(|(b, a)| b.per_1k(a, run.completed));
+                let postgres_cpu_ms_per_1k = pg_before
+                    .zip(pg_after)
+                    .and_then(|(b, a)| ticks_ms_per_1k(b, a, run.completed));
                 eprintln!(
                     "  round {round} {arm:<10} {payload:>4}: {:>8.0} req/s{}",
                     run.throughput(),
@@ -111,6 +116,7 @@ async fn throughput_runs(stack: &Stack, plan: &Plan, results: &mut Results) -> R
                         errors: run.errors,
                         cpu_s_per_1k,
                         redis,
+                        postgres_cpu_ms_per_1k,
                     });
             }
         }
@@ -189,6 +195,7 @@ pub async fn open_rounds(
                 addr,
                 pid: stack.proc(a).map(|p| p.pid),
                 redis: stack.redis(a),
+                postgres: a.uses_postgres(),
             })
         })
         .collect::<Result<_>>()?;
@@ -207,6 +214,8 @@ pub struct Target<'a, K> {
     pub pid: Option<u32>,
     /// The URL of the Redis it counts in.
     pub redis: Option<&'a str>,
+    /// Whether its catalog and request logs are in PostgreSQL (on this machine).
+    pub postgres: bool,
 }
 
 /// As [`open_rounds`] with explicit targets (the scale run names its own arms).
@@ -228,16 +237,21 @@ pub async fn open_rounds_at<K: Copy + std::fmt::Display>(
             let key = t.key;
             let before = t.pid.map(ProcStats::read).transpose()?;
             let redis_before = redis_stats(t.redis).await?;
+            let pg_before = t.postgres.then(postgres_cpu_ticks).transpose()?;
             let run =
                 load::open_loop(t.addr, generator, rate, plan.connections, plan.duration).await?;
             let after = t.pid.map(ProcStats::read).transpose()?;
             let redis_after = redis_stats(t.redis).await?;
+            let pg_after = t.postgres.then(postgres_cpu_ticks).transpose()?;
             let mut r = latency_round(run);
             let n = r.latency.n as u64;
             r.cpu_s_per_1k = before.zip(after).and_then(|(b, a)| cpu_per_1k(b, a, n));
             r.redis = redis_before
                 .zip(redis_after)
                 .and_then(|(b, a)| b.per_1k(a, n));
+            r.postgres_cpu_ms_per_1k = pg_before
+                .zip(pg_after)
+                .and_then(|(b, a)| ticks_ms_per_1k(b, a, n));
             eprintln!(
                 "  round {round} {key:<14}: p50 {:>8.0} µs  p99 {:>8.0} µs  ttfb p50 {:>8.0} µs{}{}",
                 r.latency.p50,
@@ -272,6 +286,7 @@ fn latency_round(mut run: Open) -> LatencyRound {
         bytes_per_answer: run.bytes as f64 / answers,
         cpu_s_per_1k: None,
         redis: None,
+        postgres_cpu_ms_per_1k: None,
     }
 }
 

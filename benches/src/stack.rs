@@ -92,7 +92,7 @@ impl Stack {
                 Arm::Direct => continue,
                 Arm::Floor => start_floor(env, &upstream).await?,
                 Arm::Bare | Arm::Full | Arm::Early | Arm::Pg | Arm::Redis | Arm::NoLease => {
-                    let postgres = matches!(arm, Arm::Full | Arm::Early | Arm::Pg | Arm::NoLease);
+                    let postgres = arm.uses_postgres();
                     let database_url = if postgres {
                         let (database_url, guard) = fresh_postgres_database().await?;
                         stack.guards.push(guard);

@@ -234,6 +234,7 @@ mod tests {
             errors: 0,
             cpu_s_per_1k: None,
             redis: None,
+            postgres_cpu_ms_per_1k: None,
         }
     }
 
@@ -254,6 +255,7 @@ mod tests {
             bytes_per_answer: 0.0,
             cpu_s_per_1k: None,
             redis: None,
+            postgres_cpu_ms_per_1k: None,
         }
     }
 
