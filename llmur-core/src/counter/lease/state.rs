@@ -650,3 +650,7 @@ pub(super) fn spawn_settle(
         }
     });
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
