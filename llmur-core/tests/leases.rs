@@ -24,12 +24,17 @@ struct Counted {
     inner: MemoryCounter,
     reserves: AtomicU64,
     settles: AtomicU64,
+    /// Each reserve's asks, in order.
+    asked: std::sync::Mutex<Vec<Vec<Ask>>>,
 }
 
 #[async_trait]
 impl UsageCounter for Counted {
     async fn reserve(&self, asks: &[Ask], now_ms: i64) -> Result<Decision, CounterError> {
         self.reserves.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push(asks.to_vec());
+        }
         self.inner.reserve(asks, now_ms).await
     }
     async fn settle(&self, r: &Reservation, actual: &[u64]) -> Result<(), CounterError> {
@@ -270,6 +275,49 @@ async fn old_leases_are_topped_up_in_place() {
         admitted,
         "every request, no lease left"
     );
+}
+
+/// A renewal tops up, in the same call, the request's other leases past half their room:
+/// leases drawn at different paces come due together instead of a call each.
+#[tokio::test]
+async fn a_renewal_takes_the_requests_half_drawn_leases_along() {
+    let shared = Arc::new(Counted::default());
+    let leases = LeasingCounter::new(shared.clone(), options(60_000));
+    let ask = |metric| Ask {
+        bucket: bucket(Uuid::new_v4(), metric),
+        limit: 10_000_000,
+        amount: 1,
+    };
+    let (a, b) = (ask(Metric::Requests), ask(Metric::Tokens));
+    let now = now_ms();
+    let admit = |asks: Vec<Ask>| {
+        let leases = leases.clone();
+        async move {
+            let Decision::Admitted(_) = leases.reserve(&asks, now).await.expect("reserve") else {
+                panic!("refused");
+            };
+        }
+    };
+    // The first learns the room, the second leases 32 more on each (33, one drawn).
+    admit(vec![a, b]).await;
+    admit(vec![a, b]).await;
+    // B down to 12 unused (below half, above a quarter), A to 8 (low at its next draw).
+    for _ in 0..20 {
+        admit(vec![b]).await;
+    }
+    for _ in 0..24 {
+        admit(vec![a]).await;
+    }
+    assert_eq!(shared.reserves.load(Ordering::Relaxed), 2, "no renewal yet");
+    admit(vec![a, b]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let asked = shared.asked.lock().map(|a| a.clone()).unwrap_or_default();
+    let renewal = asked.get(2).expect("a renewal");
+    assert_eq!(renewal.len(), 2, "both leases in one call: {renewal:?}");
+    // Each is topped up to its next size: A's doubled (drawn low within half its time),
+    // B's as it was; 7 and 11 left after the last draws.
+    assert_eq!(renewal[0].amount, 64 - 7);
+    assert_eq!(renewal[1].amount, 32 - 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

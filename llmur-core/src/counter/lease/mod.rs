@@ -246,7 +246,52 @@ impl LeasingCounter {
                 }
             }
         }
+        if !refresh && !plan.ahead.is_empty() {
+            self.coalesce(&mut slots, asks, &mut plan, now, now_ms);
+        }
         plan
+    }
+
+    /// A renewal goes out anyway: tops up, in the same call, this request's other leases
+    /// at less than half their room or time, so that its leases come due together.
+    /// Without this the requests', tokens' and cost's leases, each drawn at its own pace,
+    /// renew apart, a call each. Only what tops a lease up to its size is asked; a lease
+    /// already holding that much is left to renew on its own.
+    fn coalesce(
+        &self,
+        slots: &mut FxHashMap<Bucket, Slot>,
+        asks: &[Ask],
+        plan: &mut Plan,
+        now: u64,
+        now_ms: i64,
+    ) {
+        let ttl = millis(self.shared.options.ttl);
+        for ask in asks {
+            let Some(slot) = slots.get_mut(&ask.bucket) else {
+                continue;
+            };
+            let Some(lease) = slot.lease.as_ref().filter(|_| !slot.renewing) else {
+                continue;
+            };
+            // This request's draw is already taken from it.
+            let unused = lease.unused();
+            let half = unused < lease.sized / 2 || lease.expires.saturating_sub(now) < ttl / 2;
+            let live = now < lease.expires
+                && now_ms < lease.part.resets_at
+                && lease.part.limit == ask.limit;
+            if !(half && live) {
+                continue;
+            }
+            let more = self.shared.lease_size(slot, ask, now_ms);
+            if more > unused {
+                slot.renewing = true;
+                plan.ahead.push(Ask {
+                    amount: more - unused,
+                    ..*ask
+                });
+                plan.top_ups.push(true);
+            }
+        }
     }
 
     /// Records the shared counter's answer on the asks it was given: what it saw, and the
