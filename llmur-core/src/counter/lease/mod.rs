@@ -151,6 +151,21 @@ struct Plan {
     wait: bool,
 }
 
+impl Plan {
+    /// Renews `ask`'s lease, which holds `unused`, in the background up to `more`: topped
+    /// up by the difference in place when it holds less (one call, nothing to give back),
+    /// otherwise (the room shrank) replaced by a fresh lease of `more`.
+    fn renew(&mut self, slot: &mut Slot, ask: &Ask, more: u64, unused: u64) {
+        slot.renewing = true;
+        let top_up = more > unused;
+        self.ahead.push(Ask {
+            amount: if top_up { more - unused } else { more },
+            ..*ask
+        });
+        self.top_ups.push(top_up);
+    }
+}
+
 impl LeasingCounter {
     fn plan(&self, asks: &[Ask], now_ms: i64) -> Plan {
         let shared = &self.shared;
@@ -223,15 +238,7 @@ impl LeasingCounter {
                             shared.lease_size(slot, ask, now_ms)
                         };
                         if more > 0 {
-                            slot.renewing = true;
-                            // Topped up to `more` in place when it holds less: one call,
-                            // nothing to give back. Otherwise (the room shrank) replaced.
-                            let top_up = more > unused;
-                            plan.ahead.push(Ask {
-                                amount: if top_up { more - unused } else { more },
-                                ..*ask
-                            });
-                            plan.top_ups.push(top_up);
+                            plan.renew(slot, ask, more, unused);
                         }
                     }
                 }
@@ -247,7 +254,7 @@ impl LeasingCounter {
             }
         }
         if !refresh && !plan.ahead.is_empty() {
-            self.coalesce(&mut slots, asks, &mut plan, now, now_ms);
+            self.coalesce(&mut slots, asks, &mut plan, now, now_ms, ttl);
         }
         plan
     }
@@ -264,8 +271,8 @@ impl LeasingCounter {
         plan: &mut Plan,
         now: u64,
         now_ms: i64,
+        ttl: u64,
     ) {
-        let ttl = millis(self.shared.options.ttl);
         for ask in asks {
             let Some(slot) = slots.get_mut(&ask.bucket) else {
                 continue;
@@ -274,22 +281,13 @@ impl LeasingCounter {
                 continue;
             };
             // This request's draw is already taken from it.
-            let unused = lease.unused();
-            let half = unused < lease.sized / 2 || lease.expires.saturating_sub(now) < ttl / 2;
-            let live = now < lease.expires
-                && now_ms < lease.part.resets_at
-                && lease.part.limit == ask.limit;
-            if !(half && live) {
+            if !(lease.live(ask.limit, now, now_ms) && lease.short_of(0, 2, now, ttl)) {
                 continue;
             }
+            let unused = lease.unused();
             let more = self.shared.lease_size(slot, ask, now_ms);
             if more > unused {
-                slot.renewing = true;
-                plan.ahead.push(Ask {
-                    amount: more - unused,
-                    ..*ask
-                });
-                plan.top_ups.push(true);
+                plan.renew(slot, ask, more, unused);
             }
         }
     }

@@ -205,10 +205,13 @@ impl Lease {
     }
 
     pub(super) fn usable(&self, ask: &Ask, now: u64, now_ms: i64) -> bool {
-        now < self.expires
-            && now_ms < self.part.resets_at
-            && self.part.limit == ask.limit
+        self.live(ask.limit, now, now_ms)
             && self.drawn.saturating_add(ask.amount) <= self.part.amount
+    }
+
+    /// Whether it still counts for asks under `limit`: not expired, its window not ended.
+    pub(super) fn live(&self, limit: u64, now: u64, now_ms: i64) -> bool {
+        now < self.expires && now_ms < self.part.resets_at && self.part.limit == limit
     }
 
     /// Whether drawing `ask` leaves less than a quarter of the lease's room.
@@ -219,7 +222,14 @@ impl Lease {
     /// Whether it is due for renewal when drawn on for `ask` (`now` and `ttl` in ms): drawn
     /// low, or less than a quarter of `ttl` left.
     pub(super) fn low(&self, ask: &Ask, now: u64, ttl: u64) -> bool {
-        self.drawn_low(ask) || self.expires.saturating_sub(now) < ttl / 4
+        self.short_of(ask.amount, 4, now, ttl)
+    }
+
+    /// Whether drawing `amount` would leave it less than `1/parts` of its room, or it has
+    /// less than `1/parts` of `ttl` left (`now` and `ttl` in ms).
+    pub(super) fn short_of(&self, amount: u64, parts: u64, now: u64, ttl: u64) -> bool {
+        self.unused().saturating_sub(amount) < self.sized / parts
+            || self.expires.saturating_sub(now) < ttl / parts
     }
 
     /// The part a request drawing `amount` holds: its usage as of this draw.
