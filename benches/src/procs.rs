@@ -255,7 +255,6 @@ fn ask_clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// CPU seconds per 1,000 requests between two readings of a process.
 /// User + system CPU clock ticks of every `postgres` process on this machine (the server
 /// and its backends, the WAL writer, ...): the test PostgreSQL runs here. A backend that
 /// exits between two readings takes its ticks with it.
@@ -292,19 +291,16 @@ fn ticks_of(stat: &str, comm: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU milliseconds per 1,000 requests between two readings of
-/// [`postgres_cpu_ticks`]; none without requests.
-pub fn ticks_ms_per_1k(before: u64, after: u64, requests: u64) -> Option<f64> {
-    (requests > 0).then(|| {
-        after.saturating_sub(before) as f64 / clock_ticks() * 1000.0 * 1000.0 / requests as f64
-    })
+/// CPU seconds per 1,000 requests between two readings of a process.
+pub fn cpu_per_1k(before: ProcStats, after: ProcStats, requests: u64) -> Option<f64> {
+    ticks_s_per_1k(before.cpu_ticks, after.cpu_ticks, requests)
 }
 
-pub fn cpu_per_1k(before: ProcStats, after: ProcStats, requests: u64) -> Option<f64> {
-    (requests > 0).then(|| {
-        after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / clock_ticks() * 1000.0
-            / requests as f64
-    })
+/// CPU seconds per 1,000 requests between two readings of clock ticks; none without
+/// requests.
+pub fn ticks_s_per_1k(before: u64, after: u64, requests: u64) -> Option<f64> {
+    (requests > 0)
+        .then(|| after.saturating_sub(before) as f64 / clock_ticks() * 1000.0 / requests as f64)
 }
 
 /// Bytes as MiB.

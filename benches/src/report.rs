@@ -5,8 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::cli::{Arm, Scenario};
-use crate::redis_stats::RedisLoad;
-use crate::results::{LatencyRound, Pick, Results, added, median_of};
+use crate::results::{Costs, LatencyRound, Pick, Results, ThroughputRound, added, median_of};
 use crate::stats::{median, median_by};
 use crate::targets::figure;
 
@@ -200,31 +199,19 @@ fn stream(r: &Results, o: &mut String) {
     }
 }
 
-/// One round's cost to the machine: proxy CPU (s per 1,000), Redis's work, PostgreSQL's
-/// CPU (ms per 1,000).
-type Cost = (Option<f64>, Option<RedisLoad>, Option<f64>);
-
 /// What each proxy arm costs the machine per 1,000 requests: its own CPU, and Redis's and
 /// PostgreSQL's work for the arms that use them.
 fn costs(r: &Results, o: &mut String) {
     let p = &r.plan;
-    let mut rows: Vec<(String, Arm, Vec<Cost>)> = Vec::new();
-    let open = |rounds: &[LatencyRound]| {
-        rounds
-            .iter()
-            .map(|x| (x.cpu_s_per_1k, x.redis, x.postgres_cpu_ms_per_1k))
-            .collect()
-    };
+    let mut rows: Vec<(String, Arm, Vec<Costs>)> = Vec::new();
+    let open = |rounds: &[LatencyRound]| rounds.iter().map(LatencyRound::costs).collect();
     for arm in p.proxies() {
         if p.scenarios.contains(&Scenario::Throughput) {
             for &payload in &p.payloads {
                 let load = format!("{} connections, {payload}", p.concurrency);
                 let rounds = r.arms.get(&arm).and_then(|a| a.throughput.get(&payload));
-                let list = rounds.map_or_else(Vec::new, |t| {
-                    t.iter()
-                        .map(|x| (x.cpu_s_per_1k, x.redis, x.postgres_cpu_ms_per_1k))
-                        .collect()
-                });
+                let list = rounds
+                    .map_or_else(Vec::new, |t| t.iter().map(ThroughputRound::costs).collect());
                 rows.push((load, arm, list));
             }
         }
@@ -352,6 +339,7 @@ mod tests {
 
     use super::*;
     use crate::cli::{Args, Plan};
+    use crate::redis_stats::RedisLoad;
     use crate::results::{Check, RoundTally};
 
     fn rendered(rounds: &str) -> String {

@@ -30,6 +30,24 @@ pub struct ThroughputRound {
     pub postgres_cpu_ms_per_1k: Option<f64>,
 }
 
+/// What a round cost the machine per 1,000 answers: the proxy's CPU seconds, Redis's
+/// work and PostgreSQL's CPU milliseconds (each `None` where not measured).
+pub type Costs = (Option<f64>, Option<RedisLoad>, Option<f64>);
+
+impl ThroughputRound {
+    /// What the round cost the machine.
+    pub fn costs(&self) -> Costs {
+        (self.cpu_s_per_1k, self.redis, self.postgres_cpu_ms_per_1k)
+    }
+}
+
+impl LatencyRound {
+    /// What the round cost the machine.
+    pub fn costs(&self) -> Costs {
+        (self.cpu_s_per_1k, self.redis, self.postgres_cpu_ms_per_1k)
+    }
+}
+
 /// One open-loop round of one arm.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LatencyRound {

@@ -9,9 +9,9 @@ use crate::Result;
 use crate::cli::{Arm, Plan};
 use crate::load::{self, Open};
 use crate::payload::{BodyGen, Payload};
-use crate::procs::{ProcStats, cpu_per_1k, mib, postgres_cpu_ticks, ticks_ms_per_1k};
+use crate::procs::{ProcStats, cpu_per_1k, mib, postgres_cpu_ticks, ticks_s_per_1k};
 use crate::redis_stats::RedisStats;
-use crate::results::{LatencyRound, Results, ThroughputRound};
+use crate::results::{Costs, LatencyRound, Results, ThroughputRound};
 use crate::stack::{Env, MockMode, Stack};
 use crate::stats::Summary;
 
@@ -78,9 +78,9 @@ async fn throughput_runs(stack: &Stack, plan: &Plan, results: &mut Results) -> R
         }
         for round in 1..=plan.rounds {
             for &arm in &plan.arms {
-                let before = stack.proc(arm).map(|p| p.stats()).transpose()?;
-                let redis_before = redis_stats(stack.redis(arm)).await?;
-                let pg_before = arm.uses_postgres().then(postgres_cpu_ticks).transpose()?;
+                let pid = stack.proc(arm).map(|p| p.pid);
+                let (redis, postgres) = (stack.redis(arm), arm.uses_postgres());
+                let before = Reading::take(pid, redis, postgres).await?;
                 let run = load::closed_loop(
                     stack.addr(arm)?,
                     &generator,
@@ -88,18 +88,9 @@ async fn throughput_runs(stack: &Stack, plan: &Plan, results: &mut Results) -> R
                     plan.duration,
                 )
                 .await?;
-                let after = stack.proc(arm).map(|p| p.stats()).transpose()?;
-                let redis_after = redis_stats(stack.redis(arm)).await?;
-                let pg_after = arm.uses_postgres().then(postgres_cpu_ticks).transpose()?;
-                let cpu_s_per_1k = before
-                    .zip(after)
-                    .and_then(|(b, a)| cpu_per_1k(b, a, run.completed));
-                let redis = redis_before
-                    .zip(redis_after)
-                    .and_then(|(b, a)| b.per_1k(a, run.completed));
-                let postgres_cpu_ms_per_1k = pg_before
-                    .zip(pg_after)
-                    .and_then(|(b, a)| ticks_ms_per_1k(b, a, run.completed));
+                let after = Reading::take(pid, redis, postgres).await?;
+                let (cpu_s_per_1k, redis, postgres_cpu_ms_per_1k) =
+                    after.costs_since(&before, run.completed);
                 eprintln!(
                     "  round {round} {arm:<10} {payload:>4}: {:>8.0} req/s{}",
                     run.throughput(),
@@ -235,23 +226,13 @@ pub async fn open_rounds_at<K: Copy + std::fmt::Display>(
     for round in 1..=plan.rounds {
         for (i, t) in targets.iter().enumerate() {
             let key = t.key;
-            let before = t.pid.map(ProcStats::read).transpose()?;
-            let redis_before = redis_stats(t.redis).await?;
-            let pg_before = t.postgres.then(postgres_cpu_ticks).transpose()?;
+            let before = Reading::take(t.pid, t.redis, t.postgres).await?;
             let run =
                 load::open_loop(t.addr, generator, rate, plan.connections, plan.duration).await?;
-            let after = t.pid.map(ProcStats::read).transpose()?;
-            let redis_after = redis_stats(t.redis).await?;
-            let pg_after = t.postgres.then(postgres_cpu_ticks).transpose()?;
+            let after = Reading::take(t.pid, t.redis, t.postgres).await?;
             let mut r = latency_round(run);
-            let n = r.latency.n as u64;
-            r.cpu_s_per_1k = before.zip(after).and_then(|(b, a)| cpu_per_1k(b, a, n));
-            r.redis = redis_before
-                .zip(redis_after)
-                .and_then(|(b, a)| b.per_1k(a, n));
-            r.postgres_cpu_ms_per_1k = pg_before
-                .zip(pg_after)
-                .and_then(|(b, a)| ticks_ms_per_1k(b, a, n));
+            (r.cpu_s_per_1k, r.redis, r.postgres_cpu_ms_per_1k) =
+                after.costs_since(&before, r.latency.n as u64);
             eprintln!(
                 "  round {round} {key:<14}: p50 {:>8.0} µs  p99 {:>8.0} µs  ttfb p50 {:>8.0} µs{}{}",
                 r.latency.p50,
@@ -268,11 +249,41 @@ pub async fn open_rounds_at<K: Copy + std::fmt::Display>(
     Ok(out)
 }
 
-/// Redis's counters now, if `url` names one.
-async fn redis_stats(url: Option<&str>) -> Result<Option<RedisStats>> {
-    match url {
-        Some(url) => Ok(Some(RedisStats::read(url).await?)),
-        None => Ok(None),
+/// What is read around a round to charge its costs to an arm: its proxy process, the
+/// Redis it counts in, this machine's PostgreSQL; each `None` where the arm has none.
+struct Reading {
+    proc: Option<ProcStats>,
+    redis: Option<RedisStats>,
+    postgres_ticks: Option<u64>,
+}
+
+impl Reading {
+    /// Reads the process `pid`, the Redis at `redis` and, with `postgres`, every
+    /// `postgres` process of this machine.
+    async fn take(pid: Option<u32>, redis: Option<&str>, postgres: bool) -> Result<Reading> {
+        let redis = match redis {
+            Some(url) => Some(RedisStats::read(url).await?),
+            None => None,
+        };
+        Ok(Reading {
+            proc: pid.map(ProcStats::read).transpose()?,
+            redis,
+            postgres_ticks: postgres.then(postgres_cpu_ticks).transpose()?,
+        })
+    }
+
+    /// What happened since `before`, per 1,000 of `requests`.
+    fn costs_since(&self, before: &Reading, requests: u64) -> Costs {
+        let proc = before.proc.zip(self.proc);
+        let redis = before.redis.zip(self.redis);
+        let postgres = before.postgres_ticks.zip(self.postgres_ticks);
+        (
+            proc.and_then(|(b, a)| cpu_per_1k(b, a, requests)),
+            redis.and_then(|(b, a)| b.per_1k(a, requests)),
+            postgres
+                .and_then(|(b, a)| ticks_s_per_1k(b, a, requests))
+                .map(|s| s * 1000.0),
+        )
     }
 }
 
